@@ -1,0 +1,287 @@
+// `modelfs mount` and `modelfs umount`.
+#include <fcntl.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <memory>
+
+#include "cli/commands.h"
+#include "cli/settings.h"
+#include "cli/size.h"
+#include "fetch/hub_client.h"
+#include "fs/core.h"
+#include "fs/fuse_adapter.h"
+#include "index/cache.h"
+
+namespace modelfs::cli {
+namespace {
+
+struct MountArgs {
+  std::string mountpoint;
+  std::string cache_dir;
+  std::string cache_size = "50G";
+  std::string endpoint;
+  std::string token_file;
+  bool offline = false;
+  bool foreground = false;
+  bool allow_other = false;
+  std::string log_level = "info";
+  std::vector<std::string> fuse_options;
+  unsigned revision_ttl = 300;
+  unsigned negative_ttl = 60;
+  unsigned read_timeout = 60;
+  unsigned stall_timeout = 20;
+  unsigned retries = 5;
+  unsigned fetch_threads = 8;
+  unsigned max_threads = 64;
+  std::string chunk_size = "1M";
+  bool debug_fuse = false;
+};
+
+// The daemon reports "mounted" or an error through this pipe, so `modelfs mount` returns only
+// once the mount is usable, with the daemon's exit code if it is not.
+class ReadyPipe {
+ public:
+  void notify(int code, const std::string& message) {
+    if (fd_ < 0) return;
+    std::string msg = std::to_string(code) + " " + message;
+    ssize_t n = ::write(fd_, msg.data(), msg.size());
+    (void)n;
+    ::close(fd_);
+    fd_ = -1;
+  }
+  int fd_ = -1;
+};
+
+int Fail(ReadyPipe& ready, int code, const std::string& message) {
+  spdlog::error("{}", message);
+  ready.notify(code, message);
+  return code;
+}
+
+// Forks; the parent waits for the child's report and exits with it.
+int Daemonize(ReadyPipe* ready) {
+  int fds[2];
+  if (pipe(fds) != 0) return -1;
+  pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid > 0) {
+    ::close(fds[1]);
+    std::string msg;
+    char buf[512];
+    ssize_t n;
+    while ((n = ::read(fds[0], buf, sizeof buf)) > 0) msg.append(buf, static_cast<size_t>(n));
+    ::close(fds[0]);
+    if (msg.empty()) {
+      std::fprintf(stderr, "modelfs: the mount process died before mounting\n");
+      _exit(kExitError);
+    }
+    int code = std::atoi(msg.c_str());
+    std::string text = msg.substr(std::min(msg.size(), msg.find(' ') + 1));
+    if (code != 0) std::fprintf(stderr, "modelfs: %s\n", text.c_str());
+    _exit(code);
+  }
+  ::close(fds[0]);
+  ready->fd_ = fds[1];
+  setsid();
+  return 0;
+}
+
+void DetachStdio() {
+  int fd = ::open("/dev/null", O_RDWR);
+  if (fd < 0) return;
+  dup2(fd, 0);
+  dup2(fd, 1);
+  dup2(fd, 2);
+  if (fd > 2) ::close(fd);
+}
+
+int ExitFor(index::Code code) {
+  switch (code) {
+    case index::Code::kNoSpace: return kExitNoSpace;
+    case index::Code::kInvalid: return kExitUsage;
+    default: return kExitError;
+  }
+}
+
+int RunMount(const MountArgs& a) {
+  // Everything that can be checked without side effects is checked before forking.
+  std::error_code ec;
+  if (!std::filesystem::is_directory(a.mountpoint, ec)) {
+    std::fprintf(stderr, "modelfs: mount point %s is not a directory; create it first (mkdir -p %s)\n",
+                 a.mountpoint.c_str(), a.mountpoint.c_str());
+    return kExitUsage;
+  }
+  auto capacity = ParseSize(a.cache_size);
+  if (!capacity || *capacity == 0) {
+    std::fprintf(stderr, "modelfs: --cache-size '%s' is not a size; use e.g. 500M, 20G or a byte count\n",
+                 a.cache_size.c_str());
+    return kExitUsage;
+  }
+  auto chunk = ParseSize(a.chunk_size);
+  if (!chunk || *chunk < 64 * 1024 || *chunk > 64 * 1024 * 1024 || (*chunk & (*chunk - 1))) {
+    std::fprintf(stderr, "modelfs: --chunk-size must be a power of two between 64K and 64M\n");
+    return kExitUsage;
+  }
+  Token token;
+  std::string error;
+  if (!ResolveToken(a.token_file, &token, &error)) {
+    std::fprintf(stderr, "modelfs: %s\n", error.c_str());
+    return kExitUsage;
+  }
+  std::string cache_dir = a.cache_dir.empty() ? DefaultCacheDir() : a.cache_dir;
+  std::string endpoint = a.endpoint.empty() ? DefaultEndpoint() : a.endpoint;
+  while (endpoint.size() > 1 && endpoint.back() == '/') endpoint.pop_back();
+  bool offline = a.offline || EnvOffline();
+  auto level = spdlog::level::from_str(a.log_level);
+  if (level == spdlog::level::off && a.log_level != "off") {
+    std::fprintf(stderr, "modelfs: --log-level must be one of trace, debug, info, warn, error, off\n");
+    return kExitUsage;
+  }
+
+  ReadyPipe ready;
+  if (!a.foreground && Daemonize(&ready) != 0) {
+    std::fprintf(stderr, "modelfs: cannot start the background process: %s\n", std::strerror(errno));
+    return kExitError;
+  }
+  std::filesystem::create_directories(cache_dir, ec);
+  if (a.foreground) {
+    spdlog::set_default_logger(spdlog::stderr_color_mt("modelfs"));
+  } else {
+    try {
+      spdlog::set_default_logger(spdlog::basic_logger_mt("modelfs", cache_dir + "/modelfs.log"));
+    } catch (const spdlog::spdlog_ex& e) {
+      return Fail(ready, kExitError, std::string("cannot open the log file: ") + e.what());
+    }
+  }
+  spdlog::set_level(level);
+  spdlog::flush_on(spdlog::level::info);
+
+  index::CacheOptions copts;
+  copts.dir = cache_dir;
+  copts.capacity_bytes = *capacity;
+  copts.chunk_size = static_cast<uint32_t>(*chunk);
+  std::unique_ptr<index::Cache> cache;
+  if (index::Status s = index::Cache::Open(copts, &cache); !s.ok()) {
+    if (s.code() == index::Code::kBusy) {
+      return Fail(ready, kExitError,
+                  "cache " + cache_dir + " is in use by another modelfs process (" + s.message() +
+                      "); unmount it first or pass a different --cache-dir");
+    }
+    return Fail(ready, ExitFor(s.code()), "cannot open cache " + cache_dir + ": " + s.ToString());
+  }
+  if (!cache->recovered_from().empty()) spdlog::warn("cache: {}", cache->recovered_from());
+
+  fetch::HubOptions hopts;
+  hopts.endpoint = endpoint;
+  hopts.token = token.value;
+  hopts.offline = offline;
+  hopts.stall_timeout = std::chrono::seconds(a.stall_timeout);
+  hopts.deadline = std::chrono::seconds(a.read_timeout);
+  hopts.max_attempts = static_cast<int>(std::max(1u, a.retries));
+  fetch::HubClient hub(hopts);
+
+  fs::CoreOptions core_opts;
+  core_opts.revision_ttl = std::chrono::seconds(a.revision_ttl);
+  core_opts.negative_ttl = std::chrono::seconds(a.negative_ttl);
+  core_opts.read_timeout = std::chrono::seconds(a.read_timeout);
+  core_opts.fetch_threads = std::max(1u, a.fetch_threads);
+  core_opts.offline = offline;
+  fs::Core core(core_opts, *cache, hub);
+  spdlog::info("modelfs {} on {}: endpoint {}{}, cache {} ({} limit), token from {}", "0.1.0",
+               a.mountpoint, endpoint, offline ? " (offline)" : "", cache_dir,
+               FormatSize(*capacity), token.source);
+
+  fs::MountOptions mopts;
+  mopts.mountpoint = a.mountpoint;
+  mopts.allow_other = a.allow_other;
+  mopts.fuse_options = a.fuse_options;
+  mopts.max_threads = a.max_threads;
+  mopts.debug = a.debug_fuse;
+  bool mounted = false;
+  fs::Status st = fs::ServeFuse(core, mopts, [&] {
+    mounted = true;
+    ready.notify(0, "mounted");
+    if (!a.foreground) DetachStdio();
+  });
+  if (!st.ok()) {
+    return mounted ? kExitError : Fail(ready, kExitError, st.message());
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+Runner AddMountCommand(CLI::App& app) {
+  auto a = std::make_shared<MountArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "mount",
+      "Mount the Hub as a filesystem: MOUNTPOINT/models/<org>/<name>[@revision]/<path>.\n"
+      "Examples:\n"
+      "  modelfs mount /mnt/models\n"
+      "  modelfs mount /mnt/models --cache-dir /var/cache/modelfs --cache-size 500G --allow-other\n"
+      "  HF_HUB_OFFLINE=1 modelfs mount /mnt/models     # serve only what is cached");
+  cmd->add_option("mountpoint", a->mountpoint, "Empty directory to mount on")->required();
+  cmd->add_option("--cache-dir", a->cache_dir,
+                  "Chunk cache and index (default $MODELFS_CACHE_DIR or ~/.cache/modelfs)");
+  cmd->add_option("--cache-size", a->cache_size, "Cache limit: 500M, 20G or bytes")
+      ->capture_default_str();
+  cmd->add_option("--endpoint", a->endpoint,
+                  "Hub URL (default $HF_ENDPOINT or https://huggingface.co)");
+  cmd->add_option("--token-file", a->token_file,
+                  "File holding a Hub token (default: $HF_TOKEN, $HF_TOKEN_PATH, $HF_HOME/token)");
+  cmd->add_flag("--offline", a->offline,
+                "No network: list and read only what is cached (also HF_HUB_OFFLINE=1)");
+  cmd->add_flag("-f,--foreground", a->foreground, "Stay in the foreground and log to stderr");
+  cmd->add_flag("--allow-other", a->allow_other,
+                "Let other users use the mount (needs user_allow_other in /etc/fuse.conf unless root)");
+  cmd->add_option("--log-level", a->log_level, "trace, debug, info, warn, error or off")
+      ->capture_default_str();
+  cmd->add_option("-o", a->fuse_options, "libfuse mount option, passed through (repeatable)")
+      ->delimiter(',');
+  cmd->add_option("--revision-ttl", a->revision_ttl,
+                  "Seconds before a branch or tag is re-resolved (commits never are)")
+      ->capture_default_str();
+  cmd->add_option("--negative-ttl", a->negative_ttl, "Seconds a missing repo or file is remembered")
+      ->capture_default_str();
+  cmd->add_option("--read-timeout", a->read_timeout,
+                  "Seconds a read may wait for the network before it fails with EIO")
+      ->capture_default_str();
+  cmd->add_option("--stall-timeout", a->stall_timeout,
+                  "Seconds without a byte before a download is retried")
+      ->capture_default_str();
+  cmd->add_option("--retries", a->retries, "Attempts per download before giving up")
+      ->capture_default_str();
+  cmd->add_option("--fetch-threads", a->fetch_threads, "Parallel readahead downloads")
+      ->capture_default_str();
+  cmd->add_option("--max-threads", a->max_threads, "FUSE worker threads")->capture_default_str();
+  cmd->add_option("--chunk-size", a->chunk_size, "Chunk size of a new cache (power of two)")
+      ->capture_default_str();
+  cmd->add_flag("--debug-fuse", a->debug_fuse, "Print every FUSE request (implies -f)");
+  return [a] {
+    if (a->debug_fuse) a->foreground = true;
+    return RunMount(*a);
+  };
+}
+
+Runner AddUmountCommand(CLI::App& app) {
+  auto mountpoint = std::make_shared<std::string>();
+  CLI::App* cmd = app.add_subcommand("umount", "Unmount a modelfs mount (like fusermount3 -u).\n"
+                                               "Example:\n  modelfs umount /mnt/models");
+  cmd->add_option("mountpoint", *mountpoint, "Where modelfs is mounted")->required();
+  return [mountpoint] {
+    fs::Status st = fs::Unmount(*mountpoint);
+    if (!st.ok()) {
+      std::fprintf(stderr, "modelfs: %s\n", st.message().c_str());
+      return static_cast<int>(kExitError);
+    }
+    return static_cast<int>(kExitOk);
+  };
+}
+
+}  // namespace modelfs::cli

@@ -1,0 +1,86 @@
+#include "cli/settings.h"
+
+#include <pwd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+namespace modelfs::cli {
+namespace {
+
+std::string Env(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+std::string Home() {
+  std::string home = Env("HOME");
+  if (!home.empty()) return home;
+  if (passwd* pw = getpwuid(getuid())) return pw->pw_dir;
+  return "/";
+}
+
+bool ReadTokenFile(const std::string& path, std::string* token) {
+  std::ifstream in(path);
+  if (!in) return false;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string t = ss.str();
+  auto not_space = [](unsigned char c) { return !std::isspace(c); };
+  t.erase(t.begin(), std::find_if(t.begin(), t.end(), not_space));
+  t.erase(std::find_if(t.rbegin(), t.rend(), not_space).base(), t.end());
+  *token = t;
+  return true;
+}
+
+}  // namespace
+
+std::string DefaultCacheDir() {
+  std::string dir = Env("MODELFS_CACHE_DIR");
+  return dir.empty() ? Home() + "/.cache/modelfs" : dir;
+}
+
+std::string DefaultEndpoint() {
+  std::string e = Env("HF_ENDPOINT");
+  if (e.empty()) e = "https://huggingface.co";
+  while (!e.empty() && e.back() == '/') e.pop_back();
+  return e;
+}
+
+bool EnvOffline() {
+  std::string v = Env("HF_HUB_OFFLINE");
+  std::transform(v.begin(), v.end(), v.begin(), ::tolower);
+  return v == "1" || v == "true" || v == "yes" || v == "on";
+}
+
+bool ResolveToken(const std::string& token_file, Token* out, std::string* error) {
+  if (!token_file.empty()) {
+    if (!ReadTokenFile(token_file, &out->value)) {
+      *error = "cannot read the token file " + token_file;
+      return false;
+    }
+    out->source = "--token-file " + token_file;
+    return true;
+  }
+  if (std::string t = Env("HF_TOKEN"); !t.empty()) {
+    *out = {t, "HF_TOKEN"};
+    return true;
+  }
+  if (std::string p = Env("HF_TOKEN_PATH"); !p.empty() && ReadTokenFile(p, &out->value)) {
+    out->source = "HF_TOKEN_PATH " + p;
+    return true;
+  }
+  std::string hf_home = Env("HF_HOME");
+  if (hf_home.empty()) hf_home = Home() + "/.cache/huggingface";
+  if (ReadTokenFile(hf_home + "/token", &out->value) && !out->value.empty()) {
+    out->source = hf_home + "/token";
+    return true;
+  }
+  *out = {"", "none"};
+  return true;
+}
+
+}  // namespace modelfs::cli

@@ -1,0 +1,708 @@
+#include "fetch/hub_client.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <set>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "fetch/http.h"
+#include "fetch/hub_parse.h"
+
+namespace modelfs::fetch {
+namespace {
+
+using Clock = http::Clock;
+using Ms = std::chrono::milliseconds;
+
+constexpr int kMaxRedirects = 5;
+constexpr size_t kMaxTreeEntries = 1'000'000;
+constexpr size_t kMaxTreePages = 100'000;
+constexpr size_t kMaxApiBody = 64 << 20;
+constexpr size_t kMaxErrorBody = 64 << 10;
+constexpr size_t kMaxCdnEntries = 8192;
+
+// One try of a request; retryable failures are retried by RunWithRetries.
+struct Attempt {
+  Status status;
+  bool retryable = false;
+  std::optional<Ms> retry_after;
+};
+
+Attempt Fail(Code code, std::string message, int http_status = 0) {
+  return {Status(code, std::move(message), http_status), false, std::nullopt};
+}
+
+Attempt Retryable(Code code, std::string message, int http_status = 0) {
+  return {Status(code, std::move(message), http_status), true, std::nullopt};
+}
+
+// Server-supplied text made safe for messages and logs: no control characters, bounded.
+std::string Sanitize(std::string_view s, size_t max = 300) {
+  std::string out;
+  for (char c : s.substr(0, std::min(s.size(), max))) {
+    const auto u = static_cast<unsigned char>(c);
+    out.push_back(u < 0x20 || u == 0x7f ? '?' : c);
+  }
+  if (s.size() > max) out += "...";
+  return out;
+}
+
+bool IsRedirect(int status) {
+  return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+bool IsRetryableStatus(int status) {
+  return status == 408 || status == 429 || status == 500 || status == 502 || status == 503 ||
+         status == 504;
+}
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           auto lower = [](char c) {
+             return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+           };
+           return lower(x) == lower(y);
+         });
+}
+
+// X-Error-Message, else the {"error": "..."} body.
+std::string ErrorDetail(const http::Response& r) {
+  if (const auto* m = r.headers.Get("x-error-message"); m != nullptr && !m->empty()) {
+    return Sanitize(*m);
+  }
+  if (!r.body.empty() && r.body.size() <= kMaxErrorBody) {
+    auto doc = nlohmann::json::parse(r.body, nullptr, false);
+    if (doc.is_object()) {
+      auto it = doc.find("error");
+      if (it != doc.end() && it->is_string()) return Sanitize(it->get_ref<const std::string&>());
+    }
+  }
+  return {};
+}
+
+std::optional<Ms> RetryAfter(const http::Response& r) {
+  const auto* ra = r.headers.Get("retry-after");
+  const auto* rl = r.headers.Get("ratelimit");
+  auto secs = ParseRetryAfterSeconds(ra != nullptr ? *ra : std::string_view{},
+                                     rl != nullptr ? *rl : std::string_view{});
+  if (!secs) return std::nullopt;
+  return Ms(int64_t{*secs} * 1000);
+}
+
+// Maps a non-2xx, non-redirect answer of the Hub (or the CDN) to a Status.
+Attempt HttpError(const http::Response& r, const std::string& what, Code not_found,
+                  bool have_token) {
+  const int s = r.status;
+  const std::string* code_hdr = r.headers.Get("x-error-code");
+  const std::string code = code_hdr != nullptr ? *code_hdr : std::string();
+  std::string detail = ErrorDetail(r);
+  auto with_detail = [&detail](std::string m) {
+    if (!detail.empty()) m += " (" + detail + ")";
+    return m;
+  };
+  if (code == "GatedRepo" && s >= 400 && s < 500) {
+    return Fail(Code::kGated,
+                with_detail(what + " is gated: " +
+                            (have_token ? "the token has not been granted access; request it "
+                                          "on the Hub"
+                                        : "log in and set HF_TOKEN to a token with access")),
+                s);
+  }
+  if (s == 404 || s == 401) {
+    if (code == "RepoNotFound") return Fail(Code::kRepoNotFound, with_detail(what), s);
+    if (code == "RevisionNotFound") return Fail(Code::kRevisionNotFound, with_detail(what), s);
+    if (code == "EntryNotFound") return Fail(Code::kEntryNotFound, with_detail(what), s);
+  }
+  if (s == 404) return Fail(not_found, with_detail(what + ": not found"), s);
+  if (s == 401 && !have_token) {
+    return Fail(Code::kRepoNotFound,
+                with_detail(what +
+                            ": the repository does not exist, or it is private and needs a "
+                            "token (set HF_TOKEN)"),
+                s);
+  }
+  if (s == 401 || s == 403) {
+    return Fail(Code::kNoAccess,
+                with_detail(what + (have_token ? ": the token has no access"
+                                               : ": access denied (set HF_TOKEN)")),
+                s);
+  }
+  if (s == 429) {
+    Attempt a = Retryable(Code::kRateLimited, with_detail(what + ": rate limited"), s);
+    a.retry_after = RetryAfter(r);
+    return a;
+  }
+  if (IsRetryableStatus(s)) {
+    Attempt a = Retryable(Code::kNetwork, with_detail(what + ": server error"), s);
+    a.retry_after = RetryAfter(r);
+    return a;
+  }
+  if (s == 416) return Fail(Code::kProtocol, what + ": requested range not satisfiable", s);
+  if (s >= 500) return Fail(Code::kNetwork, with_detail(what + ": server error"), s);
+  return Fail(Code::kProtocol, with_detail(what + ": unexpected HTTP status"), s);
+}
+
+Attempt TransportError(const http::Result& r, const std::string& what) {
+  const std::string msg = what + ": " + Sanitize(r.error);
+  switch (r.failure) {
+    case http::Failure::kNone:
+      break;
+    case http::Failure::kConnect:
+    case http::Failure::kNetwork:
+      return Retryable(Code::kNetwork, msg);
+    case http::Failure::kStall:
+      return Retryable(Code::kTimeout, msg);
+    case http::Failure::kDeadline:
+      return Fail(Code::kTimeout, msg);
+    case http::Failure::kTooLarge:
+      return Fail(Code::kProtocol, msg);
+    case http::Failure::kAborted:
+    case http::Failure::kPermanent:
+      return Fail(Code::kNetwork, msg);
+  }
+  return Fail(Code::kNetwork, msg);
+}
+
+Ms Backoff(const HubOptions& o, int retry) {
+  const int64_t initial = std::max<int64_t>(1, o.backoff_initial.count());
+  const int64_t cap = std::max<int64_t>(initial, o.backoff_max.count());
+  int64_t base = initial;
+  for (int i = 1; i < retry && base < cap; ++i) base *= 2;
+  base = std::min(base, cap);
+  thread_local std::minstd_rand rng(std::random_device{}());
+  std::uniform_int_distribution<int64_t> dist(base / 2, base);  // "equal jitter"
+  return Ms(dist(rng));
+}
+
+struct CdnEntry {
+  std::string url;
+  std::string linked_etag;
+  Clock::time_point expires;
+};
+
+}  // namespace
+
+struct HubClient::Impl {
+  explicit Impl(const HubOptions& o) : opt(o), transport(o.max_idle_connections) {
+    hub = http::ParseUrl(opt.endpoint);
+  }
+
+  const HubOptions& opt;
+  std::optional<http::Url> hub;  // the endpoint; nullopt when it is not a valid http(s) URL
+  http::Transport transport;
+
+  std::mutex cdn_mu;
+  std::unordered_map<std::string, CdnEntry> cdn;  // guarded by cdn_mu
+
+  std::atomic<uint64_t> requests{0};
+  std::atomic<uint64_t> bytes{0};
+  std::atomic<uint64_t> retries{0};
+  std::atomic<uint64_t> errors{0};
+  std::atomic<uint64_t> redirects{0};
+
+  bool IsHub(const http::Url& u) const { return hub && u.origin() == hub->origin(); }
+
+  Status Precheck() const {
+    if (opt.offline) return {Code::kOffline, "offline mode: no network call made"};
+    if (!hub) return {Code::kNetwork, "the Hub endpoint is not an http(s) URL"};
+    return Status::Ok();
+  }
+
+  Status Finish(Status s) {
+    if (!s.ok() && s.code() != Code::kCancelled) errors.fetch_add(1, std::memory_order_relaxed);
+    return s;
+  }
+
+  http::Request BaseRequest(const http::Url& url, Clock::time_point deadline) const {
+    http::Request req;
+    req.url = url.url;
+    req.deadline = deadline;
+    req.connect_timeout = opt.connect_timeout;
+    req.stall_timeout = opt.stall_timeout;
+    req.ca_bundle = opt.ca_bundle;
+    req.user_agent = opt.user_agent;
+    // Credentials go to the Hub's own origin only, never to the CDN or any other host.
+    if (IsHub(url) && !opt.token.empty()) {
+      req.headers.push_back("Authorization: Bearer " + opt.token);
+    }
+    return req;
+  }
+
+  template <class F>
+  Status RunWithRetries(Clock::time_point deadline, const std::string& what, F&& attempt_fn) {
+    const int max_attempts = std::max(1, opt.max_attempts);
+    for (int attempt = 1;; ++attempt) {
+      Attempt a = attempt_fn();
+      if (a.status.ok() || !a.retryable || attempt >= max_attempts) return a.status;
+      const auto remaining = std::chrono::duration_cast<Ms>(deadline - Clock::now());
+      Ms wait;
+      if (a.retry_after) {
+        if (*a.retry_after > remaining) {
+          if (a.status.code() == Code::kRateLimited) {
+            return {Code::kRateLimited,
+                    a.status.message() + "; the server asks to wait " +
+                        std::to_string(a.retry_after->count() / 1000) +
+                        " s, beyond this call's deadline",
+                    a.status.http_status()};
+          }
+          return a.status;
+        }
+        wait = *a.retry_after;
+      } else {
+        wait = Backoff(opt, attempt);
+        if (wait >= remaining) return a.status;
+      }
+      retries.fetch_add(1, std::memory_order_relaxed);
+      spdlog::debug("modelfs fetch: {} failed ({}), retry {} in {} ms", what, a.status.ToString(),
+                    attempt, wait.count());
+      std::this_thread::sleep_for(wait);
+    }
+  }
+
+  // One GET of a Hub API URL, following same-origin redirects. The body is buffered.
+  Attempt ApiGet(const std::string& start_url, Clock::time_point deadline, const std::string& what,
+                 Code not_found, http::Response* out, std::string* final_url) {
+    std::string url = start_url;
+    std::set<std::string> seen;
+    for (int hop = 0;; ++hop) {
+      if (hop > kMaxRedirects) return Fail(Code::kProtocol, what + ": too many redirects");
+      if (!seen.insert(url).second) return Fail(Code::kProtocol, what + ": redirect loop");
+      auto u = http::ParseUrl(url);
+      if (!u || !IsHub(*u)) return Fail(Code::kProtocol, what + ": redirected off the Hub");
+      http::Request req = BaseRequest(*u, deadline);
+      req.accept_compressed = true;
+      req.max_buffered_body = kMaxApiBody;
+      req.headers.push_back("Accept: application/json");
+      http::Response resp;
+      requests.fetch_add(1, std::memory_order_relaxed);
+      const http::Result r = transport.Perform(req, &resp);
+      if (r.failure != http::Failure::kNone) return TransportError(r, what);
+      if (IsRedirect(resp.status)) {
+        const auto* loc = resp.headers.Get("location");
+        auto next = loc != nullptr ? http::ResolveUrl(u->url, *loc) : std::nullopt;
+        if (!next) return Fail(Code::kProtocol, what + ": bad redirect", resp.status);
+        url = next->url;
+        continue;
+      }
+      if (resp.status >= 200 && resp.status < 300) {
+        *out = std::move(resp);
+        *final_url = u->url;
+        return {};
+      }
+      return HttpError(resp, what, not_found, !opt.token.empty());
+    }
+  }
+
+  // --- CDN URL cache -------------------------------------------------------------------------
+  std::optional<CdnEntry> CdnGet(const std::string& key) {
+    std::lock_guard lock(cdn_mu);
+    auto it = cdn.find(key);
+    if (it == cdn.end()) return std::nullopt;
+    if (Clock::now() >= it->second.expires) {
+      cdn.erase(it);
+      return std::nullopt;
+    }
+    return it->second;
+  }
+  void CdnPut(const std::string& key, CdnEntry e) {
+    std::lock_guard lock(cdn_mu);
+    if (cdn.size() >= kMaxCdnEntries && cdn.find(key) == cdn.end()) {
+      const auto now = Clock::now();
+      std::erase_if(cdn, [now](const auto& kv) { return now >= kv.second.expires; });
+      if (cdn.size() >= kMaxCdnEntries) cdn.erase(cdn.begin());
+    }
+    cdn[key] = std::move(e);
+  }
+  void CdnDrop(const std::string& key) {
+    std::lock_guard lock(cdn_mu);
+    cdn.erase(key);
+  }
+
+  Attempt ReadAttempt(const FileLocation& f, uint64_t offset, uint64_t length, uint64_t* delivered,
+                      const Sink& sink, Clock::time_point deadline);
+};
+
+namespace {
+
+// Checks the headers of a 2xx answer to a range request before any byte reaches the sink.
+Status CheckRangeHeaders(const http::Response& r, const FileLocation& f, bool from_hub,
+                         const std::string& linked_etag, uint64_t first, uint64_t last,
+                         const std::string& what) {
+  if (from_hub) {
+    const auto* commit = r.headers.Get("x-repo-commit");
+    if (commit == nullptr) return {Code::kProtocol, what + ": no X-Repo-Commit: not the Hub"};
+    if (!EqualsIgnoreCase(*commit, f.commit)) {
+      return {Code::kProtocol, what + ": the Hub answered for another commit"};
+    }
+  }
+  if (const auto* enc = r.headers.Get("content-encoding");
+      enc != nullptr && !EqualsIgnoreCase(*enc, "identity")) {
+    return {Code::kProtocol, what + ": unexpected Content-Encoding"};
+  }
+  if (!f.etag.empty()) {
+    const auto* etag_hdr = r.headers.Get("etag");
+    if (etag_hdr == nullptr && linked_etag.empty()) {
+      return {Code::kProtocol, what + ": no ETag to check the file version against"};
+    }
+    if (etag_hdr != nullptr && !EqualsIgnoreCase(NormalizeEtag(*etag_hdr), f.etag)) {
+      return {Code::kProtocol, what + ": ETag mismatch: the file changed"};
+    }
+    if (!linked_etag.empty() && !EqualsIgnoreCase(linked_etag, f.etag)) {
+      return {Code::kProtocol, what + ": linked ETag mismatch: the file changed"};
+    }
+  }
+  if (r.status == 206) {
+    const auto* cr_hdr = r.headers.Get("content-range");
+    auto cr = cr_hdr != nullptr ? ParseContentRange(*cr_hdr) : std::nullopt;
+    if (!cr) return {Code::kProtocol, what + ": 206 without a valid Content-Range"};
+    if (cr->first != first || cr->last != last || (f.size > 0 && cr->total != f.size)) {
+      return {Code::kProtocol, what + ": Content-Range " + Sanitize(*cr_hdr, 80) +
+                                   " does not match bytes " + std::to_string(first) + "-" +
+                                   std::to_string(last) + "/" + std::to_string(f.size)};
+    }
+    return Status::Ok();
+  }
+  if (r.status == 200) {
+    // The server ignored Range and sends the whole file: it must be the file we expect.
+    if (const auto* cl = r.headers.Get("content-length"); cl != nullptr && f.size > 0) {
+      if (*cl != std::to_string(f.size)) {
+        return {Code::kProtocol, what + ": full-body answer has the wrong length"};
+      }
+    }
+    return Status::Ok();
+  }
+  return {Code::kProtocol, what + ": unexpected HTTP status", r.status};
+}
+
+}  // namespace
+
+Attempt HubClient::Impl::ReadAttempt(const FileLocation& f, uint64_t offset, uint64_t length,
+                                     uint64_t* delivered, const Sink& sink,
+                                     Clock::time_point deadline) {
+  const std::string what = f.repo_id + "/" + f.path;
+  const std::string key = f.repo_id + '\n' + f.commit + '\n' + f.path;
+  const std::string resolve_url =
+      opt.endpoint + "/" + f.repo_id + "/resolve/" + EncodeRevision(f.commit) + "/" +
+      EncodePath(f.path);
+
+  std::string url;
+  std::string linked_etag;
+  bool from_cache = false;
+  if (auto cached = CdnGet(key)) {
+    url = cached->url;
+    linked_etag = cached->linked_etag;
+    from_cache = true;
+  } else {
+    url = resolve_url;
+  }
+  std::set<std::string> seen;
+  int hops = 0;
+  bool re_resolved = false;
+
+  while (true) {
+    if (hops > kMaxRedirects) return Fail(Code::kProtocol, what + ": more than 5 redirects");
+    if (!seen.insert(url).second) return Fail(Code::kProtocol, what + ": redirect loop");
+    auto u = http::ParseUrl(url);
+    if (!u) return Fail(Code::kProtocol, what + ": bad URL");
+    const bool from_hub = IsHub(*u);
+
+    const uint64_t first = offset + *delivered;
+    const uint64_t last = offset + length - 1;
+    const uint64_t want = length - *delivered;
+    http::Request req = BaseRequest(*u, deadline);
+    req.headers.push_back("Range: bytes=" + std::to_string(first) + "-" + std::to_string(last));
+    req.max_buffered_body = kMaxErrorBody;
+
+    Status verdict;
+    bool cancelled = false;
+    uint64_t skip = 0;  // bytes to drop first (a 200 answer to a Range request)
+    uint64_t got = 0;
+    int status = 0;
+    req.on_headers = [&](const http::Response& r) {
+      status = r.status;
+      if (r.status < 200 || r.status >= 300) return http::BodyMode::kBuffer;
+      verdict = CheckRangeHeaders(r, f, from_hub, linked_etag, first, last, what);
+      if (!verdict.ok()) return http::BodyMode::kAbort;
+      skip = r.status == 200 ? first : 0;
+      return http::BodyMode::kStream;
+    };
+    req.on_body = [&](const char* data, size_t n) {
+      bytes.fetch_add(n, std::memory_order_relaxed);
+      if (skip > 0) {
+        const uint64_t drop = std::min<uint64_t>(skip, n);
+        skip -= drop;
+        data += drop;
+        n -= static_cast<size_t>(drop);
+      }
+      if (n == 0) return true;
+      if (got >= want) {
+        if (status == 200) return false;  // the rest of an ignored-Range body: stop reading
+        verdict = {Code::kProtocol, what + ": more bytes than the requested range"};
+        return false;
+      }
+      const size_t take = static_cast<size_t>(std::min<uint64_t>(n, want - got));
+      if (!sink(data, take)) {
+        cancelled = true;
+        return false;
+      }
+      got += take;
+      *delivered += take;
+      if (take < n) {
+        if (status == 200) return false;
+        verdict = {Code::kProtocol, what + ": more bytes than the requested range"};
+        return false;
+      }
+      // Whole range delivered from a full-body answer: stop the transfer now.
+      return !(status == 200 && got == want);
+    };
+
+    http::Response resp;
+    requests.fetch_add(1, std::memory_order_relaxed);
+    const http::Result r = transport.Perform(req, &resp);
+    if (cancelled) return Fail(Code::kCancelled, what + ": cancelled by the reader");
+    if (!verdict.ok()) return {verdict, false, std::nullopt};
+    const bool success_status = resp.status >= 200 && resp.status < 300;
+    if (success_status && got == want) return {};
+    if (r.failure != http::Failure::kNone) {
+      Attempt a = TransportError(r, what + (from_hub ? "" : " (CDN)"));
+      if (success_status && a.status.code() == Code::kNetwork) a.retryable = true;
+      return a;
+    }
+    if (success_status) {
+      return Retryable(Code::kNetwork, what + ": body ended early (" + std::to_string(got) +
+                                           " of " + std::to_string(want) + " bytes)");
+    }
+
+    if (IsRedirect(resp.status)) {
+      if (from_hub) {
+        const auto* commit = resp.headers.Get("x-repo-commit");
+        if (commit == nullptr) {
+          return Fail(Code::kProtocol, what + ": redirect without X-Repo-Commit: not the Hub");
+        }
+        if (!EqualsIgnoreCase(*commit, f.commit)) {
+          return Fail(Code::kProtocol, what + ": the Hub answered for another commit");
+        }
+        if (const auto* le = resp.headers.Get("x-linked-etag")) {
+          linked_etag = NormalizeEtag(*le);
+          if (!f.etag.empty() && !EqualsIgnoreCase(linked_etag, f.etag)) {
+            return Fail(Code::kProtocol, what + ": X-Linked-Etag mismatch: the file changed");
+          }
+        }
+        if (const auto* ls = resp.headers.Get("x-linked-size");
+            ls != nullptr && f.size > 0 && *ls != std::to_string(f.size)) {
+          return Fail(Code::kProtocol, what + ": X-Linked-Size does not match the file size");
+        }
+      }
+      const auto* loc = resp.headers.Get("location");
+      auto next = loc != nullptr ? http::ResolveUrl(u->url, *loc) : std::nullopt;
+      if (!next) return Fail(Code::kProtocol, what + ": redirect to a non-http(s) URL");
+      if (u->scheme == "https" && next->scheme != "https") {
+        return Fail(Code::kProtocol, what + ": redirect downgrades https to http");
+      }
+      ++hops;
+      if (from_hub && !IsHub(*next)) {
+        redirects.fetch_add(1, std::memory_order_relaxed);
+        CdnPut(key, CdnEntry{next->url, linked_etag,
+                             Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                                opt.cdn_url_ttl)});
+      }
+      url = next->url;
+      continue;
+    }
+
+    if (!from_hub && (resp.status == 403 || resp.status == 404 || resp.status == 410)) {
+      // The presigned URL expired or was revoked: forget it and ask the Hub again, once.
+      CdnDrop(key);
+      if (from_cache && !re_resolved) {
+        spdlog::debug("modelfs fetch: CDN refused a cached URL for {} (HTTP {}), re-resolving",
+                      what, resp.status);
+        re_resolved = true;
+        from_cache = false;
+        linked_etag.clear();
+        url = resolve_url;
+        seen.clear();
+        hops = 0;
+        continue;
+      }
+      return Retryable(Code::kNetwork, what + ": the CDN refused a fresh URL", resp.status);
+    }
+    return HttpError(resp, what + (from_hub ? "" : " (CDN)"), Code::kEntryNotFound,
+                     !opt.token.empty());
+  }
+}
+
+HubClient::HubClient(HubOptions options) : options_(std::move(options)) {
+  while (!options_.endpoint.empty() && options_.endpoint.back() == '/') {
+    options_.endpoint.pop_back();
+  }
+  http::GlobalInit();
+  impl_ = std::make_unique<Impl>(options_);
+}
+
+HubClient::~HubClient() = default;
+
+Status HubClient::repo_info(const std::string& repo_id, const std::string& revision,
+                            RepoInfo* out) {
+  if (Status s = impl_->Precheck(); !s.ok()) return impl_->Finish(s);
+  if (!IsValidRepoId(repo_id)) {
+    return impl_->Finish({Code::kRepoNotFound, "invalid repo id: " + Sanitize(repo_id, 200)});
+  }
+  const auto deadline = Clock::now() + options_.deadline;
+  std::string url = options_.endpoint + "/api/models/" + repo_id;
+  if (!revision.empty()) url += "/revision/" + EncodeRevision(revision);
+  const std::string what =
+      repo_id + (revision.empty() ? "" : "@" + Sanitize(revision, 200));
+  http::Response resp;
+  std::string final_url;
+  Status s = impl_->RunWithRetries(deadline, what, [&] {
+    return impl_->ApiGet(url, deadline, what, Code::kRepoNotFound, &resp, &final_url);
+  });
+  if (!s.ok()) return impl_->Finish(s);
+  RepoInfo info;
+  s = ParseRepoInfo(resp.body, &info);
+  if (!s.ok()) return impl_->Finish({s.code(), what + ": " + s.message()});
+  *out = std::move(info);
+  return s;
+}
+
+Status HubClient::list_tree(const std::string& repo_id, const std::string& commit,
+                            std::vector<TreeEntry>* out) {
+  if (Status s = impl_->Precheck(); !s.ok()) return impl_->Finish(s);
+  if (!IsValidRepoId(repo_id)) {
+    return impl_->Finish({Code::kRepoNotFound, "invalid repo id: " + Sanitize(repo_id, 200)});
+  }
+  if (commit.empty()) return impl_->Finish({Code::kRevisionNotFound, "empty revision"});
+  const auto deadline = Clock::now() + options_.deadline;
+  const std::string what = repo_id + "@" + Sanitize(commit, 200) + " tree";
+  std::string url = options_.endpoint + "/api/models/" + repo_id + "/tree/" +
+                    EncodeRevision(commit) + "?recursive=true&expand=false&limit=1000";
+
+  std::vector<TreeEntry> all;
+  size_t skipped = 0;
+  std::unordered_set<std::string> seen_urls;
+  for (size_t page = 0;; ++page) {
+    if (page >= kMaxTreePages) {
+      return impl_->Finish({Code::kProtocol, what + ": too many pages"});
+    }
+    if (!seen_urls.insert(url).second) {
+      return impl_->Finish({Code::kProtocol, what + ": pagination loop"});
+    }
+    http::Response resp;
+    std::string final_url;
+    Status s = impl_->RunWithRetries(deadline, what, [&] {
+      return impl_->ApiGet(url, deadline, what, Code::kRepoNotFound, &resp, &final_url);
+    });
+    if (!s.ok()) return impl_->Finish(s);
+    s = ParseTreePage(resp.body, &all, &skipped);
+    if (!s.ok()) return impl_->Finish({s.code(), what + ": " + s.message()});
+    if (all.size() > kMaxTreeEntries) {
+      return impl_->Finish({Code::kProtocol, what + ": more than 1000000 entries"});
+    }
+    const auto* link = resp.headers.Get("link");
+    auto next = link != nullptr ? ParseLinkNext(*link) : std::nullopt;
+    if (!next) break;
+    auto next_url = http::ResolveUrl(final_url, *next);
+    if (!next_url || !impl_->IsHub(*next_url)) {
+      return impl_->Finish({Code::kProtocol, what + ": next page link leaves the Hub"});
+    }
+    url = next_url->url;
+  }
+
+  // Duplicates keep the first entry; a path that is both a file and a directory stays a
+  // directory (its children would otherwise be orphans), and the file entry is dropped.
+  std::map<std::string, TreeEntry> by_path;
+  size_t duplicates = 0;
+  size_t conflicts = 0;
+  std::string example;
+  for (auto& e : all) {
+    auto [it, inserted] = by_path.try_emplace(e.path, e);
+    if (inserted) continue;
+    if (it->second.is_dir == e.is_dir) {
+      ++duplicates;
+    } else {
+      ++conflicts;
+      if (example.empty()) example = e.path;
+      if (e.is_dir) it->second = std::move(e);
+    }
+  }
+  // Every parent of an entry is a directory: drop files in the way, add missing parents.
+  std::set<std::string> parents;
+  for (const auto& [path, e] : by_path) {
+    for (size_t slash = path.find('/'); slash != std::string::npos;
+         slash = path.find('/', slash + 1)) {
+      parents.insert(path.substr(0, slash));
+    }
+  }
+  for (const auto& p : parents) {
+    auto it = by_path.find(p);
+    if (it == by_path.end()) {
+      TreeEntry dir;
+      dir.path = p;
+      dir.is_dir = true;
+      by_path.emplace(p, std::move(dir));
+    } else if (!it->second.is_dir) {
+      ++conflicts;
+      if (example.empty()) example = p;
+      TreeEntry dir;
+      dir.path = p;
+      dir.is_dir = true;
+      it->second = std::move(dir);
+    }
+  }
+  if (skipped > 0 || duplicates > 0 || conflicts > 0) {
+    spdlog::warn(
+        "modelfs fetch: {}: dropped {} invalid, {} duplicate and {} file/directory conflicting "
+        "entries{}",
+        what, skipped, duplicates, conflicts,
+        example.empty() ? std::string() : " (e.g. \"" + Sanitize(example, 100) + "\")");
+  }
+  out->clear();
+  out->reserve(by_path.size());
+  for (auto& [path, e] : by_path) out->push_back(std::move(e));
+  return Status::Ok();
+}
+
+Status HubClient::read_range(const FileLocation& file, uint64_t offset, uint64_t length,
+                             const Sink& sink) {
+  if (Status s = impl_->Precheck(); !s.ok()) return impl_->Finish(s);
+  if (length == 0) return Status::Ok();
+  if (!IsValidRepoId(file.repo_id)) {
+    return impl_->Finish(
+        {Code::kRepoNotFound, "invalid repo id: " + Sanitize(file.repo_id, 200)});
+  }
+  if (file.commit.empty()) return impl_->Finish({Code::kRevisionNotFound, "empty commit"});
+  if (!IsSafeRelativePath(file.path)) {
+    return impl_->Finish({Code::kEntryNotFound, "unsafe path: " + Sanitize(file.path, 200)});
+  }
+  if (offset > UINT64_MAX - length || (file.size > 0 && offset + length > file.size)) {
+    return impl_->Finish({Code::kProtocol, file.path + ": range " + std::to_string(offset) + "+" +
+                                               std::to_string(length) + " is past the end (" +
+                                               std::to_string(file.size) + " bytes)"});
+  }
+  const auto deadline = Clock::now() + options_.deadline;
+  uint64_t delivered = 0;
+  Status s = impl_->RunWithRetries(deadline, file.path, [&] {
+    return impl_->ReadAttempt(file, offset, length, &delivered, sink, deadline);
+  });
+  return impl_->Finish(std::move(s));
+}
+
+HubCounters HubClient::counters() const {
+  HubCounters c;
+  c.requests = impl_->requests.load(std::memory_order_relaxed);
+  c.bytes = impl_->bytes.load(std::memory_order_relaxed);
+  c.retries = impl_->retries.load(std::memory_order_relaxed);
+  c.errors = impl_->errors.load(std::memory_order_relaxed);
+  c.redirects = impl_->redirects.load(std::memory_order_relaxed);
+  return c;
+}
+
+}  // namespace modelfs::fetch

@@ -1,0 +1,289 @@
+#include "fs/core.h"
+
+#include <spdlog/spdlog.h>
+
+#include <ctime>
+
+namespace modelfs::fs {
+namespace {
+
+constexpr const char* kXattrPrefix = "user.modelfs.";
+
+std::string RepoKey(const Node& n) { return n.repo_id + "@" + n.revision; }
+
+}  // namespace
+
+Core::Core(CoreOptions options, index::Cache& cache, fetch::HubClient& hub)
+    : options_(options),
+      cache_(cache),
+      hub_(hub),
+      snapshots_(options_, cache.meta(), hub),
+      reader_(options_, cache.chunks(), hub),
+      started_(static_cast<int64_t>(std::time(nullptr))) {}
+
+Core::~Core() = default;
+
+double Core::negative_timeout() const { return static_cast<double>(options_.negative_ttl.count()); }
+
+Attr Core::attr_of(const Node& node) const {
+  Attr a;
+  a.ino = node.ino;
+  a.mtime = node.mtime ? node.mtime : started_;
+  switch (node.kind) {
+    case NodeKind::kRoot:
+    case NodeKind::kModels:
+    case NodeKind::kOrg:
+      a.is_dir = true;
+      a.timeout = 1.0;  // listings grow as repos become known
+      break;
+    case NodeKind::kRepo:
+    case NodeKind::kDir:
+      a.is_dir = true;
+      a.timeout = static_cast<double>(
+          (node.immutable ? options_.immutable_ttl : options_.revision_ttl).count());
+      break;
+    case NodeKind::kFile:
+      a.size = node.file.size;
+      a.timeout = static_cast<double>(
+          (node.immutable ? options_.immutable_ttl : options_.revision_ttl).count());
+      break;
+  }
+  return a;
+}
+
+Status Core::snapshot_of(const Node& node, std::shared_ptr<const Snapshot>* out) {
+  return snapshots_.get(node.repo_id, node.revision, out);
+}
+
+std::shared_ptr<const Node> Core::repo_child(const Node& parent, const Snapshot& snap,
+                                             const std::string& path, const Snapshot::Child& c) {
+  Node n;
+  n.org = parent.org;
+  n.repo_id = parent.repo_id;
+  n.revision = parent.revision;
+  n.rel_path = path;
+  n.mtime = snap.mtime;
+  n.immutable = snap.immutable;
+  if (c.file < 0) {
+    n.kind = NodeKind::kDir;
+    return inodes_.intern("d:" + RepoKey(parent) + '\0' + path, std::move(n));
+  }
+  n.kind = NodeKind::kFile;
+  n.file = snap.files[static_cast<size_t>(c.file)];
+  n.commit = snap.commit;
+  std::string key = "f:" + RepoKey(parent) + '\0' + path + '\0' + n.file.content_id();
+  return inodes_.intern(key, std::move(n));
+}
+
+Status Core::child_of(const Node& dir, std::string_view name_view,
+                      std::shared_ptr<const Node>* out) {
+  std::string name(name_view);
+  switch (dir.kind) {
+    case NodeKind::kRoot:
+      if (name != "models") return {Code::kNotFound, name};
+      *out = inodes_.get(kModelsIno);
+      return Status::Ok();
+    case NodeKind::kModels: {
+      if (!IsValidOrgName(name)) return {Code::kNotFound, "not an organisation name: " + name};
+      Node n;
+      n.kind = NodeKind::kOrg;
+      n.org = name;
+      *out = inodes_.intern("o:" + name, std::move(n));
+      return Status::Ok();
+    }
+    case NodeKind::kOrg: {
+      std::string repo_id, revision;
+      if (!ParseRepoSpec(dir.org, name, &repo_id, &revision)) {
+        return {Code::kNotFound, "not a repo name: " + name};
+      }
+      std::shared_ptr<const Snapshot> snap;
+      if (Status st = snapshots_.get(repo_id, revision, &snap); !st.ok()) return st;
+      Node n;
+      n.kind = NodeKind::kRepo;
+      n.org = dir.org;
+      n.repo_id = repo_id;
+      n.revision = revision;
+      n.mtime = snap->mtime;
+      n.immutable = snap->immutable;
+      *out = inodes_.intern("r:" + repo_id + "@" + revision, std::move(n));
+      return Status::Ok();
+    }
+    case NodeKind::kRepo:
+    case NodeKind::kDir: {
+      std::shared_ptr<const Snapshot> snap;
+      if (Status st = snapshot_of(dir, &snap); !st.ok()) return st;
+      auto it = snap->dirs.find(dir.rel_path);
+      if (it == snap->dirs.end()) return {Code::kNotFound, dir.rel_path + " is gone"};
+      for (const auto& c : it->second) {
+        if (c.name == name) {
+          std::string path = dir.rel_path.empty() ? name : dir.rel_path + "/" + name;
+          *out = repo_child(dir, *snap, path, c);
+          return Status::Ok();
+        }
+      }
+      return {Code::kNotFound, name};
+    }
+    case NodeKind::kFile:
+      return {Code::kNotDir, name};
+  }
+  return {Code::kNotFound, name};
+}
+
+Status Core::lookup(uint64_t parent, std::string_view name, Attr* out) {
+  auto dir = inodes_.get(parent);
+  if (!dir) return {Code::kNotFound, "stale inode"};
+  std::shared_ptr<const Node> child;
+  if (Status st = child_of(*dir, name, &child); !st.ok()) return st;
+  *out = attr_of(*child);
+  return Status::Ok();
+}
+
+Status Core::getattr(uint64_t ino, Attr* out) {
+  auto node = inodes_.get(ino);
+  if (!node) return {Code::kNotFound, "stale inode"};
+  *out = attr_of(*node);
+  return Status::Ok();
+}
+
+Status Core::readdir(uint64_t ino, std::vector<DirEntry>* out) {
+  auto node = inodes_.get(ino);
+  if (!node) return {Code::kNotFound, "stale inode"};
+  out->clear();
+  switch (node->kind) {
+    case NodeKind::kRoot:
+      out->push_back({"models", attr_of(*inodes_.get(kModelsIno))});
+      return Status::Ok();
+    case NodeKind::kModels:
+      for (const auto& org : snapshots_.known_orgs()) {
+        std::shared_ptr<const Node> child;
+        if (child_of(*node, org, &child).ok()) out->push_back({org, attr_of(*child)});
+      }
+      return Status::Ok();
+    case NodeKind::kOrg:
+      // Known repos are listed without asking the Hub; their attributes come on lookup.
+      for (const auto& name : snapshots_.known_repos(node->org)) {
+        Node n;
+        n.kind = NodeKind::kRepo;
+        n.org = node->org;
+        n.repo_id = node->org + "/" + name;
+        auto child = inodes_.intern("r:" + n.repo_id + "@", n);
+        out->push_back({name, attr_of(*child)});
+      }
+      return Status::Ok();
+    case NodeKind::kRepo:
+    case NodeKind::kDir: {
+      std::shared_ptr<const Snapshot> snap;
+      if (Status st = snapshot_of(*node, &snap); !st.ok()) return st;
+      auto it = snap->dirs.find(node->rel_path);
+      if (it == snap->dirs.end()) return {Code::kNotFound, node->rel_path + " is gone"};
+      out->reserve(it->second.size());
+      for (const auto& c : it->second) {
+        std::string path = node->rel_path.empty() ? c.name : node->rel_path + "/" + c.name;
+        out->push_back({c.name, attr_of(*repo_child(*node, *snap, path, c))});
+      }
+      return Status::Ok();
+    }
+    case NodeKind::kFile:
+      return {Code::kNotDir, "not a directory"};
+  }
+  return Status::Ok();
+}
+
+Status Core::open(uint64_t ino, uint64_t* handle) {
+  auto node = inodes_.get(ino);
+  if (!node) return {Code::kNotFound, "stale inode"};
+  if (node->kind != NodeKind::kFile) return {Code::kIsDir, "is a directory"};
+  fetch::FileLocation loc;
+  loc.repo_id = node->repo_id;
+  loc.commit = node->commit;
+  loc.path = node->file.path;
+  loc.size = node->file.size;
+  loc.etag = node->file.content_id();
+  auto f = reader_.open(std::move(loc), node->file.content_id());
+  *handle = reinterpret_cast<uint64_t>(f.release());
+  open_files_++;
+  return Status::Ok();
+}
+
+Status Core::read(uint64_t handle, uint64_t offset, size_t size, std::string* out) {
+  return reader_.read(*reinterpret_cast<OpenFile*>(handle), offset, size, out);
+}
+
+void Core::release(uint64_t handle) {
+  delete reinterpret_cast<OpenFile*>(handle);
+  open_files_--;
+}
+
+Status Core::listxattr(uint64_t ino, std::vector<std::string>* names) {
+  auto node = inodes_.get(ino);
+  if (!node) return {Code::kNotFound, "stale inode"};
+  names->clear();
+  if (node->kind == NodeKind::kFile) {
+    for (const char* n : {"revision", "commit", "content_id", "cached_bytes", "pinned"}) {
+      names->push_back(std::string(kXattrPrefix) + n);
+    }
+    if (!node->file.sha256.empty()) names->push_back(std::string(kXattrPrefix) + "sha256");
+  } else if (node->kind == NodeKind::kRepo || node->kind == NodeKind::kDir) {
+    names->push_back(std::string(kXattrPrefix) + "revision");
+    names->push_back(std::string(kXattrPrefix) + "commit");
+  }
+  return Status::Ok();
+}
+
+Status Core::getxattr(uint64_t ino, std::string_view name, std::string* value) {
+  auto node = inodes_.get(ino);
+  if (!node) return {Code::kNotFound, "stale inode"};
+  if (name.substr(0, std::string_view(kXattrPrefix).size()) != kXattrPrefix) {
+    return {Code::kNoData, std::string(name)};
+  }
+  std::string_view key = name.substr(std::string_view(kXattrPrefix).size());
+  bool in_repo = node->kind == NodeKind::kRepo || node->kind == NodeKind::kDir ||
+                 node->kind == NodeKind::kFile;
+  if (in_repo && key == "revision") {
+    *value = node->revision.empty() ? "main" : node->revision;
+    return Status::Ok();
+  }
+  if (in_repo && key == "commit") {
+    if (node->kind == NodeKind::kFile) {
+      *value = node->commit;
+      return Status::Ok();
+    }
+    std::shared_ptr<const Snapshot> snap;
+    if (Status st = snapshot_of(*node, &snap); !st.ok()) return st;
+    *value = snap->commit;
+    return Status::Ok();
+  }
+  if (node->kind == NodeKind::kFile) {
+    const auto& f = node->file;
+    if (key == "content_id") {
+      *value = f.content_id();
+      return Status::Ok();
+    }
+    if (key == "sha256" && !f.sha256.empty()) {
+      *value = f.sha256;
+      return Status::Ok();
+    }
+    if (key == "cached_bytes") {
+      *value = std::to_string(cache_.chunks().cached_bytes(f.content_id()));
+      return Status::Ok();
+    }
+    if (key == "pinned") {
+      *value = cache_.chunks().is_pinned(f.content_id()) ? "1" : "0";
+      return Status::Ok();
+    }
+  }
+  return {Code::kNoData, std::string(name)};
+}
+
+CoreStats Core::stats() const {
+  CoreStats s;
+  s.reader = reader_.stats();
+  s.cache = cache_.chunks().stats();
+  s.hub = hub_.counters();
+  s.inodes = inodes_.size();
+  s.open_files = open_files_;
+  s.uptime_seconds = static_cast<int64_t>(std::time(nullptr)) - started_;
+  return s;
+}
+
+}  // namespace modelfs::fs

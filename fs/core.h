@@ -1,0 +1,94 @@
+// The filesystem core: the models/<org>/<name>[@rev]/<path> namespace and reads, in terms of
+// inode numbers and byte ranges. The FUSE adapter is a thin layer over it; the CLI can use it
+// without a mount.
+//
+// Layout: 1 = root (holds "models"), 2 = models/, then orgs, repos at a revision, folders and
+// files. Files are read-only and immutable per inode.
+//
+// Thread safety: all methods may be called concurrently.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fetch/hub_client.h"
+#include "fs/inodes.h"
+#include "fs/options.h"
+#include "fs/reader.h"
+#include "fs/snapshots.h"
+#include "fs/status.h"
+#include "index/cache.h"
+
+namespace modelfs::fs {
+
+struct Attr {
+  uint64_t ino = 0;
+  bool is_dir = false;
+  uint64_t size = 0;
+  int64_t mtime = 0;
+  double timeout = 1.0;  // seconds the kernel may cache this entry and its attributes
+};
+
+struct DirEntry {
+  std::string name;
+  Attr attr;
+};
+
+struct CoreStats {
+  ReaderStats reader;
+  index::ChunkStoreStats cache;
+  fetch::HubCounters hub;
+  uint64_t inodes = 0;
+  uint64_t open_files = 0;
+  int64_t uptime_seconds = 0;
+};
+
+class Core {
+ public:
+  Core(CoreOptions options, index::Cache& cache, fetch::HubClient& hub);
+  ~Core();
+  Core(const Core&) = delete;
+  Core& operator=(const Core&) = delete;
+
+  Status lookup(uint64_t parent, std::string_view name, Attr* out);
+  Status getattr(uint64_t ino, Attr* out);
+  Status readdir(uint64_t ino, std::vector<DirEntry>* out);
+
+  // Opens a file for reading; *handle is passed back to read and release.
+  Status open(uint64_t ino, uint64_t* handle);
+  Status read(uint64_t handle, uint64_t offset, size_t size, std::string* out);
+  void release(uint64_t handle);
+
+  // Extended attributes: user.modelfs.{revision,commit,content_id,sha256,cached_bytes,pinned}.
+  Status getxattr(uint64_t ino, std::string_view name, std::string* value);
+  Status listxattr(uint64_t ino, std::vector<std::string>* names);
+
+  // Seconds the kernel may cache a negative lookup.
+  double negative_timeout() const;
+  CoreStats stats() const;
+  const CoreOptions& options() const { return options_; }
+  Snapshots& snapshots() { return snapshots_; }
+  Reader& reader() { return reader_; }
+  index::Cache& cache() { return cache_; }
+
+ private:
+  Status child_of(const Node& dir, std::string_view name, std::shared_ptr<const Node>* out);
+  Status snapshot_of(const Node& node, std::shared_ptr<const Snapshot>* out);
+  Attr attr_of(const Node& node) const;
+  std::shared_ptr<const Node> repo_child(const Node& parent, const Snapshot& snap,
+                                         const std::string& rel_path, const Snapshot::Child& c);
+
+  CoreOptions options_;
+  index::Cache& cache_;
+  fetch::HubClient& hub_;
+  Snapshots snapshots_;
+  InodeTable inodes_;
+  Reader reader_;
+  std::atomic<uint64_t> open_files_{0};
+  const int64_t started_;
+};
+
+}  // namespace modelfs::fs

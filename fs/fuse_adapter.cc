@@ -1,0 +1,283 @@
+// Each callback decodes its request, makes one Core call and sends exactly one reply.
+#define FUSE_USE_VERSION 314
+#include "fs/fuse_adapter.h"
+
+#include <fuse_lowlevel.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+
+namespace modelfs::fs {
+namespace {
+
+Core& CoreOf(fuse_req_t req) { return *static_cast<Core*>(fuse_req_userdata(req)); }
+
+int ToErrno(const Status& st) {
+  switch (st.code()) {
+    case Code::kOk: return 0;
+    case Code::kNotFound: return ENOENT;
+    case Code::kNoAccess: return EACCES;
+    case Code::kNotDir: return ENOTDIR;
+    case Code::kIsDir: return EISDIR;
+    case Code::kReadOnly: return EROFS;
+    case Code::kInvalid: return EINVAL;
+    case Code::kNoData: return ENODATA;
+    case Code::kIo:
+    case Code::kNoSpace: return EIO;
+  }
+  return EIO;
+}
+
+void FillStat(const Attr& a, struct stat* st) {
+  std::memset(st, 0, sizeof(*st));
+  st->st_ino = a.ino;
+  st->st_mode = a.is_dir ? (S_IFDIR | 0555) : (S_IFREG | 0444);
+  st->st_nlink = a.is_dir ? 2 : 1;
+  st->st_size = static_cast<off_t>(a.size);
+  st->st_blocks = static_cast<blkcnt_t>((a.size + 511) / 512);
+  st->st_blksize = 1 << 20;  // larger read(2) buffers from tools like cat and cp
+  st->st_uid = getuid();
+  st->st_gid = getgid();
+  st->st_mtim.tv_sec = a.mtime;
+  st->st_ctim.tv_sec = a.mtime;
+  st->st_atim.tv_sec = a.mtime;
+}
+
+void ReplyError(fuse_req_t req, const Status& st) { fuse_reply_err(req, ToErrno(st)); }
+
+void OpInit(void* /*userdata*/, fuse_conn_info* conn) {
+  // 1 MiB requests (must match the max_read mount option): fewer round trips per byte.
+  conn->max_read = 1 << 20;
+  if (conn->capable & FUSE_CAP_ASYNC_READ) conn->want |= FUSE_CAP_ASYNC_READ;
+  // Content never changes under an inode, so the kernel need not re-check the page cache.
+  conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+}
+
+void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  Core& core = CoreOf(req);
+  Attr a;
+  Status st = core.lookup(parent, name, &a);
+  fuse_entry_param e{};
+  if (st.code() == Code::kNotFound) {
+    // A zero inode caches the miss in the kernel: shell probes stay local.
+    e.ino = 0;
+    e.entry_timeout = core.negative_timeout();
+    fuse_reply_entry(req, &e);
+    return;
+  }
+  if (!st.ok()) {
+    if (st.code() != Code::kNoAccess) spdlog::debug("lookup {}: {}", name, st.ToString());
+    ReplyError(req, st);
+    return;
+  }
+  e.ino = a.ino;
+  e.attr_timeout = a.timeout;
+  e.entry_timeout = a.timeout;
+  FillStat(a, &e.attr);
+  fuse_reply_entry(req, &e);
+}
+
+void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* /*fi*/) {
+  Attr a;
+  Status st = CoreOf(req).getattr(ino, &a);
+  if (!st.ok()) return ReplyError(req, st);
+  struct stat s;
+  FillStat(a, &s);
+  fuse_reply_attr(req, &s, a.timeout);
+}
+
+// A directory handle holds the listing taken at opendir, so readdir offsets stay stable.
+struct DirHandle {
+  std::vector<DirEntry> entries;
+};
+
+void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  auto h = std::make_unique<DirHandle>();
+  Status st = CoreOf(req).readdir(ino, &h->entries);
+  if (!st.ok()) return ReplyError(req, st);
+  fi->fh = reinterpret_cast<uint64_t>(h.release());
+  fi->cache_readdir = 0;
+  if (fuse_reply_open(req, fi) == -ENOENT) delete reinterpret_cast<DirHandle*>(fi->fh);
+}
+
+void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  auto* h = reinterpret_cast<DirHandle*>(fi->fh);
+  std::string buf(size, '\0');
+  size_t used = 0;
+  // Offsets: 0 = ".", 1 = "..", 2 + i = entries[i].
+  for (size_t i = static_cast<size_t>(off); i < h->entries.size() + 2; ++i) {
+    struct stat s{};
+    const char* name;
+    if (i < 2) {
+      name = i == 0 ? "." : "..";
+      s.st_ino = i == 0 ? ino : FUSE_ROOT_ID;
+      s.st_mode = S_IFDIR;
+    } else {
+      const DirEntry& d = h->entries[i - 2];
+      name = d.name.c_str();
+      s.st_ino = d.attr.ino;
+      s.st_mode = d.attr.is_dir ? S_IFDIR : S_IFREG;
+    }
+    size_t n = fuse_add_direntry(req, buf.data() + used, size - used, name, &s,
+                                 static_cast<off_t>(i + 1));
+    if (n > size - used) break;
+    used += n;
+  }
+  fuse_reply_buf(req, buf.data(), used);
+}
+
+void OpReleasedir(fuse_req_t req, fuse_ino_t /*ino*/, fuse_file_info* fi) {
+  delete reinterpret_cast<DirHandle*>(fi->fh);
+  fuse_reply_err(req, 0);
+}
+
+void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  if ((fi->flags & O_ACCMODE) != O_RDONLY) return (void)fuse_reply_err(req, EROFS);
+  Core& core = CoreOf(req);
+  uint64_t handle = 0;
+  Status st = core.open(ino, &handle);
+  if (!st.ok()) return ReplyError(req, st);
+  fi->fh = handle;
+  fi->keep_cache = 1;  // an inode's bytes never change, so the page cache stays valid
+  fi->noflush = 1;
+  if (fuse_reply_open(req, fi) == -ENOENT) core.release(handle);
+}
+
+void OpRead(fuse_req_t req, fuse_ino_t /*ino*/, size_t size, off_t off, fuse_file_info* fi) {
+  std::string buf;
+  Status st = CoreOf(req).read(fi->fh, static_cast<uint64_t>(off), size, &buf);
+  if (!st.ok()) {
+    spdlog::warn("read failed: {}", st.ToString());
+    return ReplyError(req, st);
+  }
+  fuse_reply_buf(req, buf.data(), buf.size());
+}
+
+void OpRelease(fuse_req_t req, fuse_ino_t /*ino*/, fuse_file_info* fi) {
+  CoreOf(req).release(fi->fh);
+  fuse_reply_err(req, 0);
+}
+
+void OpStatfs(fuse_req_t req, fuse_ino_t /*ino*/) {
+  auto s = CoreOf(req).stats();
+  struct statvfs v{};
+  v.f_bsize = 1 << 20;
+  v.f_frsize = 1 << 20;
+  v.f_blocks = s.cache.capacity_bytes >> 20;
+  uint64_t used = s.cache.used_bytes >> 20;
+  v.f_bfree = v.f_blocks > used ? v.f_blocks - used : 0;
+  v.f_bavail = v.f_bfree;
+  v.f_files = s.inodes;
+  v.f_namemax = 255;
+  fuse_reply_statfs(req, &v);
+}
+
+void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  std::string value;
+  Status st = CoreOf(req).getxattr(ino, name, &value);
+  if (!st.ok()) return ReplyError(req, st);
+  if (size == 0) return (void)fuse_reply_xattr(req, value.size());
+  if (size < value.size()) return (void)fuse_reply_err(req, ERANGE);
+  fuse_reply_buf(req, value.data(), value.size());
+}
+
+void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  std::vector<std::string> names;
+  Status st = CoreOf(req).listxattr(ino, &names);
+  if (!st.ok()) return ReplyError(req, st);
+  std::string list;
+  for (const auto& n : names) list.append(n).push_back('\0');
+  if (size == 0) return (void)fuse_reply_xattr(req, list.size());
+  if (size < list.size()) return (void)fuse_reply_err(req, ERANGE);
+  fuse_reply_buf(req, list.data(), list.size());
+}
+
+fuse_lowlevel_ops MakeOps() {
+  fuse_lowlevel_ops ops{};
+  ops.init = OpInit;
+  ops.lookup = OpLookup;
+  ops.getattr = OpGetattr;
+  ops.opendir = OpOpendir;
+  ops.readdir = OpReaddir;
+  ops.releasedir = OpReleasedir;
+  ops.open = OpOpen;
+  ops.read = OpRead;
+  ops.release = OpRelease;
+  ops.statfs = OpStatfs;
+  ops.getxattr = OpGetxattr;
+  ops.listxattr = OpListxattr;
+  return ops;
+}
+
+struct SessionDeleter {
+  void operator()(fuse_session* se) const { fuse_session_destroy(se); }
+};
+struct ArgsDeleter {
+  void operator()(fuse_args* a) const { fuse_opt_free_args(a); }
+};
+struct LoopCfgDeleter {
+  void operator()(fuse_loop_config* c) const { fuse_loop_cfg_destroy(c); }
+};
+
+}  // namespace
+
+Status ServeFuse(Core& core, const MountOptions& options, const std::function<void()>& on_ready) {
+  std::vector<std::string> argv_s = {"modelfs", "-o",
+                                     "ro,default_permissions,fsname=modelfs,subtype=modelfs,max_read=1048576"};
+  if (options.allow_other) argv_s.insert(argv_s.end(), {"-o", "allow_other"});
+  for (const auto& o : options.fuse_options) argv_s.insert(argv_s.end(), {"-o", o});
+  if (options.debug) argv_s.push_back("-d");
+  std::vector<char*> argv;
+  for (auto& s : argv_s) argv.push_back(s.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  std::unique_ptr<fuse_args, ArgsDeleter> args_guard(&args);
+
+  fuse_lowlevel_ops ops = MakeOps();
+  std::unique_ptr<fuse_session, SessionDeleter> se(
+      fuse_session_new(&args, &ops, sizeof(ops), &core));
+  if (!se) return {Code::kInvalid, "bad FUSE options (see the log above)"};
+  if (fuse_set_signal_handlers(se.get()) != 0) return {Code::kIo, "cannot set signal handlers"};
+  if (fuse_session_mount(se.get(), options.mountpoint.c_str()) != 0) {
+    fuse_remove_signal_handlers(se.get());
+    return {Code::kIo, "cannot mount on " + options.mountpoint +
+                           " (does it exist, is it empty, is /dev/fuse usable?)"};
+  }
+  spdlog::info("mounted on {}", options.mountpoint);
+  on_ready();
+  std::unique_ptr<fuse_loop_config, LoopCfgDeleter> cfg(fuse_loop_cfg_create());
+  fuse_loop_cfg_set_max_threads(cfg.get(), options.max_threads);
+  fuse_loop_cfg_set_clone_fd(cfg.get(), 1);
+  int rc = fuse_session_loop_mt(se.get(), cfg.get());
+  fuse_session_unmount(se.get());
+  fuse_remove_signal_handlers(se.get());
+  spdlog::info("unmounted {}", options.mountpoint);
+  if (rc != 0 && rc != SIGINT && rc != SIGTERM && rc != SIGHUP) {
+    return {Code::kIo, "FUSE loop ended with " + std::to_string(rc)};
+  }
+  return Status::Ok();
+}
+
+Status Unmount(const std::string& mountpoint) {
+  pid_t pid = fork();
+  if (pid < 0) return {Code::kIo, std::string("fork: ") + std::strerror(errno)};
+  if (pid == 0) {
+    execlp("fusermount3", "fusermount3", "-u", mountpoint.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return Status::Ok();
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
+    return {Code::kIo, "fusermount3 not found (install the fuse3 package)"};
+  }
+  return {Code::kIo, "fusermount3 -u " + mountpoint + " failed"};
+}
+
+}  // namespace modelfs::fs

@@ -1,0 +1,28 @@
+// Serves a Core through a libfuse (3.14, low-level API) mount. The only place errno exists.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "fs/core.h"
+#include "fs/status.h"
+
+namespace modelfs::fs {
+
+struct MountOptions {
+  std::string mountpoint;
+  bool allow_other = false;
+  std::vector<std::string> fuse_options;  // passed through as -o values
+  unsigned max_threads = 64;  // a read waiting on the network holds a thread
+  bool debug = false;
+};
+
+// Mounts, calls on_ready once the mount is live, serves until unmounted or SIGINT/SIGTERM/SIGHUP,
+// then unmounts. An error before the mount is live is returned without calling on_ready.
+Status ServeFuse(Core& core, const MountOptions& options, const std::function<void()>& on_ready);
+
+// Unmounts a modelfs mount point (fusermount3 -u). Returns a message on failure.
+Status Unmount(const std::string& mountpoint);
+
+}  // namespace modelfs::fs

@@ -1,0 +1,45 @@
+#include "fs/inodes.h"
+
+#include <mutex>
+
+namespace modelfs::fs {
+
+InodeTable::InodeTable() {
+  auto root = std::make_shared<Node>();
+  root->ino = kRootIno;
+  root->kind = NodeKind::kRoot;
+  by_ino_[kRootIno] = root;
+  auto models = std::make_shared<Node>();
+  models->ino = kModelsIno;
+  models->kind = NodeKind::kModels;
+  by_ino_[kModelsIno] = models;
+}
+
+std::shared_ptr<const Node> InodeTable::get(uint64_t ino) const {
+  std::shared_lock lock(mu_);
+  auto it = by_ino_.find(ino);
+  return it == by_ino_.end() ? nullptr : it->second;
+}
+
+std::shared_ptr<const Node> InodeTable::intern(const std::string& key, Node proto) {
+  {
+    std::shared_lock lock(mu_);
+    auto it = by_key_.find(key);
+    if (it != by_key_.end()) return by_ino_.at(it->second);
+  }
+  std::unique_lock lock(mu_);
+  auto it = by_key_.find(key);
+  if (it != by_key_.end()) return by_ino_.at(it->second);
+  proto.ino = next_++;
+  auto node = std::make_shared<const Node>(std::move(proto));
+  by_key_.emplace(key, node->ino);
+  by_ino_.emplace(node->ino, node);
+  return node;
+}
+
+size_t InodeTable::size() const {
+  std::shared_lock lock(mu_);
+  return by_ino_.size();
+}
+
+}  // namespace modelfs::fs

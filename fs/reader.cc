@@ -1,0 +1,307 @@
+#include "fs/reader.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "fs/snapshots.h"
+
+namespace modelfs::fs {
+namespace {
+
+std::string Key(const std::string& cid, uint32_t index) {
+  return cid + ':' + std::to_string(index);
+}
+
+// A read counts as sequential if it lands near where the previous one ended: the kernel issues
+// readahead out of order from several threads, so an exact match would be too strict.
+constexpr uint64_t kSeqForward = 16ull << 20;
+constexpr uint64_t kSeqBackward = 1ull << 20;
+
+}  // namespace
+
+Reader::Reader(const CoreOptions& options, index::ChunkStore& store, fetch::HubClient& hub)
+    : options_(options),
+      store_(store),
+      hub_(hub),
+      chunk_size_(store.chunk_size()),
+      pool_(std::max(1u, options.fetch_threads)) {}
+
+Reader::~Reader() { stopping_ = true; }
+
+std::unique_ptr<OpenFile> Reader::open(fetch::FileLocation loc, std::string content_id) const {
+  auto f = std::make_unique<OpenFile>();
+  f->loc = std::move(loc);
+  f->content_id = std::move(content_id);
+  return f;
+}
+
+uint64_t Reader::chunk_len(uint64_t file_size, uint32_t index) const {
+  uint64_t start = uint64_t{index} * chunk_size_;
+  return start >= file_size ? 0 : std::min<uint64_t>(chunk_size_, file_size - start);
+}
+
+Reader::PendingList Reader::claim(const std::string& cid, uint32_t first, uint32_t end) {
+  PendingList out;
+  std::lock_guard lock(inflight_mu_);
+  for (uint32_t i = first; i < end; ++i) {
+    // contains() is checked under inflight_mu_: a chunk leaves inflight_ only after it is
+    // stored, so a chunk is always visible in one of the two places.
+    if (store_.contains(cid, i)) break;
+    auto [it, inserted] = inflight_.try_emplace(Key(cid, i), nullptr);
+    if (!inserted) break;
+    it->second = std::make_shared<Pending>();
+    out.push_back(it->second);
+  }
+  return out;
+}
+
+std::shared_ptr<Reader::Pending> Reader::find_inflight(const std::string& cid, uint32_t index) {
+  std::lock_guard lock(inflight_mu_);
+  auto it = inflight_.find(Key(cid, index));
+  return it == inflight_.end() ? nullptr : it->second;
+}
+
+void Reader::finish(const std::string& cid, uint32_t index, Pending& p, Status st,
+                    std::shared_ptr<const std::string> data) {
+  {
+    std::lock_guard lock(inflight_mu_);
+    inflight_.erase(Key(cid, index));
+  }
+  {
+    std::lock_guard lock(p.mu);
+    p.done = true;
+    p.status = std::move(st);
+    p.data = std::move(data);
+  }
+  p.cv.notify_all();
+}
+
+void Reader::fetch_run(const fetch::FileLocation& loc, const std::string& cid, uint32_t first,
+                       PendingList pending) {
+  const uint64_t begin = uint64_t{first} * chunk_size_;
+  const uint64_t end = std::min(begin + pending.size() * uint64_t{chunk_size_}, loc.size);
+  size_t done = 0;
+  std::string buf;
+  buf.reserve(chunk_len(loc.size, first));
+  bool stored_any = false;
+  auto sink = [&](const char* data, size_t n) {
+    if (stopping_) return false;
+    while (n > 0 && done < pending.size()) {
+      uint32_t index = first + static_cast<uint32_t>(done);
+      size_t want = chunk_len(loc.size, index) - buf.size();
+      size_t take = std::min(want, n);
+      buf.append(data, take);
+      data += take;
+      n -= take;
+      if (take < want) break;
+      auto bytes = std::make_shared<const std::string>(std::move(buf));
+      if (index::Status s = store_.put(cid, index, *bytes); !s.ok()) {
+        spdlog::warn("cache: chunk {} of {} not stored: {}", index, loc.path, s.ToString());
+      } else {
+        stored_any = true;
+      }
+      n_.bytes_fetched += bytes->size();
+      n_.chunks_fetched++;
+      finish(cid, index, *pending[done], Status::Ok(), std::move(bytes));
+      ++done;
+      buf = std::string();
+      if (done < pending.size()) buf.reserve(chunk_len(loc.size, first + done));
+    }
+    return true;
+  };
+  fetch::Status st = stopping_ ? fetch::Status(fetch::Code::kCancelled, "shutting down")
+                               : hub_.read_range(loc, begin, end - begin, sink);
+  if (done < pending.size()) {
+    Status err = st.ok() ? Status(Code::kIo, "upstream ended early") : FromFetch(st);
+    if (err.code() == Code::kNotFound) err = Status(Code::kIo, err.message());
+    spdlog::warn("fetch {}@{}/{} bytes {}-{}: {}", loc.repo_id, loc.commit.substr(0, 8), loc.path,
+                 begin, end, st.ToString());
+    for (size_t i = done; i < pending.size(); ++i) {
+      finish(cid, first + static_cast<uint32_t>(i), *pending[i], err, nullptr);
+    }
+  }
+  if (stored_any) maybe_verify(loc, cid);
+}
+
+void Reader::maybe_verify(const fetch::FileLocation& loc, const std::string& cid) {
+  if (cid.size() != 64 || store_.cached_bytes(cid) != loc.size) return;  // only LFS sha256 ids
+  {
+    std::lock_guard lock(verify_mu_);
+    if (!verifying_.insert(cid).second) return;
+  }
+  pool_.submit([this, loc, cid] {
+    std::string hex;
+    index::Status s = store_.content_sha256(cid, loc.size, &hex);
+    if (s.ok() && hex != cid) {
+      n_.sha256_mismatches++;
+      spdlog::error("sha256 mismatch for {}@{}/{}: expected {}, got {}; dropped its cached data",
+                    loc.repo_id, loc.commit.substr(0, 8), loc.path, cid, hex);
+      (void)store_.remove_content(cid);
+    } else if (s.ok()) {
+      n_.files_verified++;
+    }
+    std::lock_guard lock(verify_mu_);
+    verifying_.erase(cid);
+  });
+}
+
+Status Reader::read_chunk(OpenFile& f, uint32_t index, uint32_t offset, uint32_t length,
+                          char* dst, uint32_t last_needed,
+                          std::chrono::steady_clock::time_point deadline) {
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    index::Status s = store_.read(f.content_id, index, offset, length, dst);
+    if (s.ok()) {
+      n_.bytes_from_cache += length;
+      return Status::Ok();
+    }
+    if (s.code() == index::Code::kCorrupt) {
+      n_.corrupt_chunks++;
+      spdlog::warn("cache: chunk {} of {} failed its checksum; fetching it again", index,
+                   f.loc.path);
+    } else if (s.code() != index::Code::kNotFound) {
+      spdlog::warn("cache: reading chunk {} of {}: {}", index, f.loc.path, s.ToString());
+    }
+    auto p = find_inflight(f.content_id, index);
+    if (p) {
+      n_.shared_waits++;
+    } else {
+      PendingList claimed = claim(f.content_id, index, last_needed + 1);
+      if (claimed.empty()) continue;  // it landed in the store meanwhile
+      p = claimed.front();
+      fetch_run(f.loc, f.content_id, index, std::move(claimed));
+    }
+    std::unique_lock lock(p->mu);
+    if (!p->cv.wait_until(lock, deadline, [&] { return p->done; })) {
+      return {Code::kIo, "timed out waiting for " + f.loc.path};
+    }
+    if (!p->status.ok()) return p->status;
+    std::memcpy(dst, p->data->data() + offset, length);
+    return Status::Ok();
+  }
+  return {Code::kIo, "chunk of " + f.loc.path + " could not be kept in the cache"};
+}
+
+void Reader::schedule_readahead(OpenFile& f, uint64_t offset, uint64_t end) {
+  uint64_t from = 0, to = 0;
+  {
+    std::lock_guard lock(f.mu);
+    bool sequential = offset <= f.next_offset + kSeqForward && offset + kSeqBackward >= f.next_offset;
+    if (sequential) {
+      f.window = f.window == 0 ? options_.readahead_initial
+                               : std::min(f.window * 2, options_.readahead_max);
+      f.next_offset = std::max(f.next_offset, end);
+    } else {
+      f.window = 0;
+      f.scheduled_until = 0;
+      f.next_offset = end;
+    }
+    if (f.window == 0) return;
+    to = std::min(end + f.window, f.loc.size);
+    from = std::max(end, f.scheduled_until);
+    if (from >= to) return;
+    f.scheduled_until = to;
+  }
+  const uint32_t unit = static_cast<uint32_t>(std::max<uint64_t>(1, options_.fetch_unit / chunk_size_));
+  uint32_t c = static_cast<uint32_t>(from / chunk_size_);
+  const uint32_t last = static_cast<uint32_t>((to - 1) / chunk_size_) + 1;
+  while (c < last) {
+    PendingList claimed = claim(f.content_id, c, std::min(c + unit, last));
+    if (claimed.empty()) {
+      ++c;
+      continue;
+    }
+    uint32_t first = c;
+    c += static_cast<uint32_t>(claimed.size());
+    pool_.submit([this, loc = f.loc, cid = f.content_id, first, claimed = std::move(claimed)]() mutable {
+      fetch_run(loc, cid, first, std::move(claimed));
+    });
+  }
+}
+
+Status Reader::read(OpenFile& f, uint64_t offset, size_t size, std::string* out) {
+  n_.reads++;
+  const uint64_t fsize = f.loc.size;
+  if (offset >= fsize || size == 0) {
+    out->clear();
+    return Status::Ok();
+  }
+  const uint64_t end = std::min<uint64_t>(offset + size, fsize);
+  out->resize(end - offset);
+  schedule_readahead(f, offset, end);
+  auto deadline = std::chrono::steady_clock::now() + options_.read_timeout;
+  const uint32_t c0 = static_cast<uint32_t>(offset / chunk_size_);
+  const uint32_t c1 = static_cast<uint32_t>((end - 1) / chunk_size_);
+  for (uint32_t c = c0; c <= c1; ++c) {
+    uint64_t cstart = uint64_t{c} * chunk_size_;
+    uint64_t a = std::max(offset, cstart);
+    uint64_t b = std::min(end, cstart + chunk_len(fsize, c));
+    Status st = read_chunk(f, c, static_cast<uint32_t>(a - cstart), static_cast<uint32_t>(b - a),
+                           out->data() + (a - offset), c1, deadline);
+    if (!st.ok()) {
+      n_.read_errors++;
+      return st;
+    }
+  }
+  n_.bytes_read += out->size();
+  return Status::Ok();
+}
+
+Status Reader::fetch_all(const fetch::FileLocation& loc, const std::string& cid,
+                         const std::function<void(uint64_t)>& progress) {
+  if (loc.size == 0) return Status::Ok();
+  const uint32_t unit = static_cast<uint32_t>(std::max<uint64_t>(1, options_.fetch_unit / chunk_size_));
+  const uint32_t nchunks = static_cast<uint32_t>((loc.size - 1) / chunk_size_) + 1;
+  // Claim and queue every missing run, then wait for each chunk in order; chunks fetched by
+  // someone else meanwhile are waited on too.
+  std::vector<std::pair<uint32_t, std::shared_ptr<Pending>>> waits;
+  for (uint32_t c = 0; c < nchunks;) {
+    if (store_.contains(cid, c)) {
+      ++c;
+      continue;
+    }
+    if (auto p = find_inflight(cid, c)) {
+      waits.emplace_back(c++, p);
+      continue;
+    }
+    PendingList claimed = claim(cid, c, std::min(c + unit, nchunks));
+    if (claimed.empty()) continue;
+    for (size_t i = 0; i < claimed.size(); ++i) waits.emplace_back(c + i, claimed[i]);
+    uint32_t first = c;
+    c += static_cast<uint32_t>(claimed.size());
+    pool_.submit([this, loc, cid, first, claimed = std::move(claimed)]() mutable {
+      fetch_run(loc, cid, first, std::move(claimed));
+    });
+  }
+  Status result;
+  for (auto& [index, p] : waits) {
+    std::unique_lock lock(p->mu);
+    // Each chunk gets the fetch deadline plus the time queued behind the pool.
+    p->cv.wait(lock, [&] { return p->done; });
+    if (!p->status.ok() && result.ok()) result = p->status;
+    if (p->status.ok() && progress) progress(p->data->size());
+  }
+  return result;
+}
+
+ReaderStats Reader::stats() const {
+  ReaderStats s;
+  s.reads = n_.reads;
+  s.bytes_read = n_.bytes_read;
+  s.bytes_from_cache = n_.bytes_from_cache;
+  s.bytes_fetched = n_.bytes_fetched;
+  s.chunks_fetched = n_.chunks_fetched;
+  s.shared_waits = n_.shared_waits;
+  s.corrupt_chunks = n_.corrupt_chunks;
+  s.files_verified = n_.files_verified;
+  s.sha256_mismatches = n_.sha256_mismatches;
+  s.read_errors = n_.read_errors;
+  {
+    std::lock_guard lock(inflight_mu_);
+    s.inflight_chunks = inflight_.size();
+  }
+  return s;
+}
+
+}  // namespace modelfs::fs

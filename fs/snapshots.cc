@@ -1,0 +1,306 @@
+#include "fs/snapshots.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <ctime>
+
+#include "fetch/hub_parse.h"
+
+namespace modelfs::fs {
+namespace {
+
+int64_t NowUnix() { return static_cast<int64_t>(std::time(nullptr)); }
+
+// "2024-09-25T14:31:17.000Z" -> unix seconds; 0 if unparsable.
+int64_t ParseIsoTime(const std::string& s) {
+  std::tm tm{};
+  if (sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+             &tm.tm_hour, &tm.tm_min, &tm.tm_sec) != 6) {
+    return 0;
+  }
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  return static_cast<int64_t>(timegm(&tm));
+}
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+bool PercentDecode(const std::string& in, std::string* out) {
+  out->clear();
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] != '%') {
+      out->push_back(in[i]);
+      continue;
+    }
+    if (i + 2 >= in.size()) return false;
+    int hi = HexValue(in[i + 1]), lo = HexValue(in[i + 2]);
+    if (hi < 0 || lo < 0) return false;
+    out->push_back(static_cast<char>(hi * 16 + lo));
+    i += 2;
+  }
+  return true;
+}
+
+bool IsSafeRevision(const std::string& rev) {
+  if (rev.empty() || rev.size() > 255) return false;
+  for (unsigned char c : rev) {
+    if (c < 0x20 || c == 0x7f) return false;
+  }
+  return rev != "." && rev != "..";
+}
+
+}  // namespace
+
+bool IsCommitSha(const std::string& s) {
+  return s.size() == 40 &&
+         std::all_of(s.begin(), s.end(), [](char c) { return HexValue(c) >= 0 && !isupper(c); });
+}
+
+bool IsValidOrgName(const std::string& name) {
+  return fetch::IsValidRepoId(name + "/x");
+}
+
+bool ParseRepoSpec(const std::string& org, const std::string& entry, std::string* repo_id,
+                   std::string* revision) {
+  std::string name = entry;
+  revision->clear();
+  size_t at = entry.find('@');
+  if (at != std::string::npos) {
+    name = entry.substr(0, at);
+    if (!PercentDecode(entry.substr(at + 1), revision) || !IsSafeRevision(*revision)) {
+      return false;
+    }
+  }
+  *repo_id = org + "/" + name;
+  return fetch::IsValidRepoId(*repo_id);
+}
+
+Status FromFetch(const fetch::Status& st) {
+  using fetch::Code;
+  switch (st.code()) {
+    case Code::kOk: return Status::Ok();
+    case Code::kRepoNotFound:
+    case Code::kRevisionNotFound:
+    case Code::kEntryNotFound: return {fs::Code::kNotFound, st.message()};
+    case Code::kNoAccess:
+    case Code::kGated: return {fs::Code::kNoAccess, st.message()};
+    default: return {fs::Code::kIo, st.ToString()};
+  }
+}
+
+void Snapshot::build(std::vector<index::FileRecord> records) {
+  std::sort(records.begin(), records.end(),
+            [](const auto& a, const auto& b) { return a.path < b.path; });
+  files.clear();
+  dirs.clear();
+  dirs[""];
+  // Registers every ancestor directory of `path` (which is itself a directory).
+  auto add_dir = [this](const std::string& path) {
+    std::string cur = path;
+    while (!cur.empty() && !dirs.count(cur)) {
+      dirs[cur];
+      size_t slash = cur.rfind('/');
+      std::string parent = slash == std::string::npos ? "" : cur.substr(0, slash);
+      dirs[parent].push_back({cur.substr(slash == std::string::npos ? 0 : slash + 1), -1});
+      cur = parent;
+    }
+  };
+  for (auto& r : records) {
+    if (r.is_dir) add_dir(r.path);
+  }
+  for (auto& r : records) {
+    if (r.is_dir || dirs.count(r.path)) continue;  // a file may not shadow a directory
+    size_t slash = r.path.rfind('/');
+    std::string parent = slash == std::string::npos ? "" : r.path.substr(0, slash);
+    add_dir(parent);
+    dirs[parent].push_back({r.path.substr(slash == std::string::npos ? 0 : slash + 1),
+                            static_cast<int64_t>(files.size())});
+    files.push_back(std::move(r));
+  }
+  for (auto& [path, children] : dirs) {
+    std::sort(children.begin(), children.end(),
+              [](const Child& a, const Child& b) { return a.name < b.name; });
+  }
+}
+
+const index::FileRecord* Snapshot::file(const std::string& path) const {
+  auto it = std::lower_bound(files.begin(), files.end(), path,
+                             [](const index::FileRecord& r, const std::string& p) { return r.path < p; });
+  return it != files.end() && it->path == path ? &*it : nullptr;
+}
+
+Snapshots::Snapshots(const CoreOptions& options, index::MetaStore& meta, fetch::HubClient& hub)
+    : options_(options), meta_(meta), hub_(hub) {}
+
+std::shared_ptr<Snapshots::Entry> Snapshots::entry(const std::string& key) {
+  std::lock_guard lock(mu_);
+  auto& e = entries_[key];
+  if (!e) e = std::make_shared<Entry>();
+  return e;
+}
+
+Status Snapshots::get(const std::string& repo_id, const std::string& revision,
+                      std::shared_ptr<const Snapshot>* out) {
+  auto e = entry(repo_id + "@" + revision);
+  std::lock_guard lock(e->mu);
+  auto now = std::chrono::steady_clock::now();
+  if (now < e->negative_until) return e->negative;
+  if (e->snap && (e->snap->immutable || now < e->checked + options_.revision_ttl)) {
+    *out = e->snap;
+    return Status::Ok();
+  }
+  std::string commit;
+  int64_t mtime = 0;
+  Status st = resolve_commit(repo_id, revision, *e, &commit, &mtime);
+  if (st.ok() && e->snap && e->snap->commit == commit) {
+    e->checked = now;
+    *out = e->snap;
+    return st;
+  }
+  std::vector<index::FileRecord> files;
+  if (st.ok()) st = load_tree(repo_id, commit, &files);
+  if (!st.ok()) {
+    if (st.code() == Code::kNotFound || st.code() == Code::kNoAccess) {
+      e->negative = st;
+      e->negative_until = now + options_.negative_ttl;
+      e->snap.reset();
+    } else if (e->snap) {
+      spdlog::warn("{}@{}: {}; serving the last known commit {}", repo_id, revision,
+                   st.ToString(), e->snap->commit);
+      e->checked = now;  // do not retry on every lookup while the Hub is down
+      *out = e->snap;
+      return Status::Ok();
+    }
+    return st;
+  }
+  auto snap = std::make_shared<Snapshot>();
+  snap->repo_id = repo_id;
+  snap->revision = revision;
+  snap->commit = commit;
+  snap->immutable = IsCommitSha(revision);
+  snap->mtime = mtime ? mtime : NowUnix();
+  snap->build(std::move(files));
+  if (e->snap && e->snap->commit != commit) {
+    spdlog::info("{}@{} moved from {} to {}", repo_id, revision.empty() ? "default" : revision,
+                 e->snap->commit, commit);
+  }
+  e->snap = snap;
+  e->checked = now;
+  *out = snap;
+  return Status::Ok();
+}
+
+Status Snapshots::resolve_commit(const std::string& repo_id, const std::string& revision,
+                                 Entry& e, std::string* commit, int64_t* mtime) {
+  index::RepoRecord repo;
+  bool have_repo = meta_.get_repo(repo_id, &repo).ok();
+  if (have_repo) *mtime = ParseIsoTime(repo.last_modified);
+  index::RefRecord ref;
+  bool have_ref = meta_.get_ref(repo_id, revision, &ref).ok();
+
+  // A commit already listed needs no network at all: it cannot change.
+  if (IsCommitSha(revision) && have_repo) {
+    std::vector<index::FileRecord> tree;
+    if (meta_.get_tree(repo_id, revision, &tree).ok()) {
+      *commit = revision;
+      return Status::Ok();
+    }
+  }
+  // A ref resolved by an earlier run is fresh enough if it is within the TTL.
+  if (!e.snap && have_ref && !IsCommitSha(revision) &&
+      NowUnix() - ref.resolved_at < options_.revision_ttl.count()) {
+    *commit = ref.commit;
+    return Status::Ok();
+  }
+  if (options_.offline) {
+    if (have_ref) {
+      *commit = ref.commit;
+      return Status::Ok();
+    }
+    if (IsCommitSha(revision)) return {Code::kNotFound, repo_id + "@" + revision + " is not cached (offline)"};
+    return {Code::kNotFound, repo_id + " is not cached and modelfs is offline"};
+  }
+  fetch::RepoInfo info;
+  fetch::Status fst = hub_.repo_info(repo_id, revision, &info);
+  if (!fst.ok()) {
+    Status st = FromFetch(fst);
+    if (st.code() == Code::kNoAccess) {
+      spdlog::warn("{}: {} ({})", repo_id, fst.message(),
+                   hub_.options().token.empty()
+                       ? "no token configured: set HF_TOKEN or --token-file"
+                       : "the configured token has no access to it");
+    }
+    if (st.code() == Code::kIo && have_ref) {
+      spdlog::warn("{}@{}: Hub unreachable ({}); using cached commit {}", repo_id, revision,
+                   fst.ToString(), ref.commit);
+      *commit = ref.commit;
+      return Status::Ok();
+    }
+    return st;
+  }
+  repo.id = repo_id;
+  repo.is_private = info.is_private;
+  repo.gated = info.gated;
+  repo.last_modified = info.last_modified;
+  repo.fetched_at = NowUnix();
+  if (auto s = meta_.put_repo(repo); !s.ok()) spdlog::warn("index: {}", s.ToString());
+  if (auto s = meta_.put_ref({repo_id, revision, info.sha, NowUnix()}); !s.ok()) {
+    spdlog::warn("index: {}", s.ToString());
+  }
+  *mtime = ParseIsoTime(info.last_modified);
+  *commit = info.sha;
+  return Status::Ok();
+}
+
+Status Snapshots::load_tree(const std::string& repo_id, const std::string& commit,
+                            std::vector<index::FileRecord>* files) {
+  if (meta_.get_tree(repo_id, commit, files).ok()) return Status::Ok();
+  if (options_.offline) return {Code::kNotFound, repo_id + "@" + commit + " is not cached (offline)"};
+  std::vector<fetch::TreeEntry> entries;
+  fetch::Status fst = hub_.list_tree(repo_id, commit, &entries);
+  if (!fst.ok()) return FromFetch(fst);
+  files->clear();
+  files->reserve(entries.size());
+  for (auto& t : entries) {
+    files->push_back({std::move(t.path), t.is_dir, t.size, std::move(t.oid), std::move(t.lfs_sha256)});
+  }
+  if (auto s = meta_.put_tree(repo_id, commit, *files); !s.ok()) {
+    spdlog::warn("index: cannot persist tree of {}@{}: {}", repo_id, commit, s.ToString());
+  }
+  return Status::Ok();
+}
+
+std::vector<std::string> Snapshots::known_orgs() {
+  std::vector<index::RepoRecord> repos;
+  (void)meta_.list_repos(&repos);
+  std::vector<std::string> orgs;
+  for (auto& r : repos) {
+    size_t slash = r.id.find('/');
+    if (slash != std::string::npos) orgs.push_back(r.id.substr(0, slash));
+  }
+  std::sort(orgs.begin(), orgs.end());
+  orgs.erase(std::unique(orgs.begin(), orgs.end()), orgs.end());
+  return orgs;
+}
+
+std::vector<std::string> Snapshots::known_repos(const std::string& org) {
+  std::vector<index::RepoRecord> repos;
+  (void)meta_.list_repos(&repos);
+  std::vector<std::string> names;
+  for (auto& r : repos) {
+    if (r.id.size() > org.size() + 1 && r.id.compare(0, org.size(), org) == 0 &&
+        r.id[org.size()] == '/') {
+      names.push_back(r.id.substr(org.size() + 1));
+    }
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+}  // namespace modelfs::fs

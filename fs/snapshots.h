@@ -1,0 +1,85 @@
+// Resolves "org/name" at a revision to a Snapshot: the commit and its file tree.
+//
+// Branches and tags are re-resolved after CoreOptions::revision_ttl; a commit never changes.
+// Everything resolved is persisted in the MetaStore, so after a restart, offline, or while the
+// Hub is unreachable, what was seen before is served (a stale branch is logged, not an error).
+// Misses (not found, no access) are remembered for negative_ttl so shell probes stay local.
+//
+// Thread safety: all methods may be called concurrently; one resolution per repo@rev at a time.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "fetch/hub_client.h"
+#include "fs/options.h"
+#include "fs/status.h"
+#include "index/meta_store.h"
+
+namespace modelfs::fs {
+
+struct Snapshot {
+  std::string repo_id;
+  std::string revision;  // as asked; "" = default branch
+  std::string commit;
+  bool immutable = false;  // the revision is a commit sha
+  int64_t mtime = 0;       // the repo's lastModified (unix seconds), or the resolve time
+
+  struct Child {
+    std::string name;
+    int64_t file = -1;  // index into files, -1 for a directory
+  };
+  std::vector<index::FileRecord> files;  // files only, sorted by path
+  std::unordered_map<std::string, std::vector<Child>> dirs;  // dir path ("" = root) -> children
+
+  // Builds files and dirs from a tree listing (directories are implied by file paths too).
+  void build(std::vector<index::FileRecord> records);
+  bool is_dir(const std::string& path) const { return dirs.count(path) != 0; }
+  const index::FileRecord* file(const std::string& path) const;
+};
+
+// "org/name", "org/name@rev" with rev percent-decoded; false if malformed.
+bool ParseRepoSpec(const std::string& org, const std::string& entry, std::string* repo_id,
+                   std::string* revision);
+bool IsValidOrgName(const std::string& name);
+bool IsCommitSha(const std::string& s);
+Status FromFetch(const fetch::Status& st);
+
+class Snapshots {
+ public:
+  Snapshots(const CoreOptions& options, index::MetaStore& meta, fetch::HubClient& hub);
+
+  Status get(const std::string& repo_id, const std::string& revision,
+             std::shared_ptr<const Snapshot>* out);
+
+  // Orgs and repo names (without revision) known locally, sorted.
+  std::vector<std::string> known_orgs();
+  std::vector<std::string> known_repos(const std::string& org);
+
+ private:
+  struct Entry {
+    std::mutex mu;
+    std::shared_ptr<const Snapshot> snap;
+    std::chrono::steady_clock::time_point checked;
+    Status negative;
+    std::chrono::steady_clock::time_point negative_until;
+  };
+  std::shared_ptr<Entry> entry(const std::string& key);
+  Status resolve_commit(const std::string& repo_id, const std::string& revision, Entry& e,
+                        std::string* commit, int64_t* mtime);
+  Status load_tree(const std::string& repo_id, const std::string& commit,
+                   std::vector<index::FileRecord>* files);
+
+  const CoreOptions& options_;
+  index::MetaStore& meta_;
+  fetch::HubClient& hub_;
+  std::mutex mu_;
+  std::unordered_map<std::string, std::shared_ptr<Entry>> entries_;
+};
+
+}  // namespace modelfs::fs

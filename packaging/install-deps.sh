@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs what building modelfs needs on Debian 12 (only what is missing).
+#   packaging/install-deps.sh          build dependencies
+#   packaging/install-deps.sh --test   also what the tests need: Python 3, Node.js >= 20 and the
+#                                      pinned npm clients in tests/node (node-llama-cpp,
+#                                      @huggingface/hub)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want=(g++ cmake ninja-build pkg-config fuse3 libfuse3-dev libcurl4-openssl-dev libsqlite3-dev
+      libxxhash-dev libssl-dev libspdlog-dev nlohmann-json3-dev libcli11-dev libgtest-dev)
+test_mode=0
+if [ "${1:-}" = "--test" ]; then
+  test_mode=1
+  want+=(python3 git attr ca-certificates)
+  command -v node >/dev/null || want+=(nodejs npm)
+fi
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  sudo_cmd=()
+  [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if [ $test_mode = 1 ]; then
+  major=$(node -p 'process.versions.node.split(".")[0]')
+  if [ "$major" -lt 20 ]; then
+    echo "install-deps: node-llama-cpp needs Node.js >= 20, this machine has $(node --version)" >&2
+    exit 1
+  fi
+  # npm ci is reproducible from the lock file; skipped when node_modules already matches it.
+  stamp=tests/node/node_modules/.modelfs-lock
+  if ! cmp -s tests/node/package-lock.json "$stamp" 2>/dev/null; then
+    (cd tests/node && npm ci --omit=optional --no-audit --no-fund --loglevel=error)
+    cp tests/node/package-lock.json "$stamp"
+  fi
+fi
+echo "install-deps: ok"

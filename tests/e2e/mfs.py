@@ -1,0 +1,214 @@
+"""Harness for end-to-end tests: a hub simulator on loopback and real modelfs FUSE mounts.
+
+Everything is bounded in time and cleaned up: simulators are killed, mounts are unmounted
+(lazily if a test left a file open), temp dirs removed.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.request
+
+SOURCE = os.environ.get("MODELFS_SOURCE_DIR") or os.path.abspath(
+    os.path.join(os.path.dirname(__file__), "..", ".."))
+FIXTURES = os.environ.get("MODELFS_FIXTURES") or os.path.join(SOURCE, "build", "fixtures")
+BIN = os.environ.get("MODELFS_BIN") or os.path.join(SOURCE, "build", "cli", "modelfs")
+ORG = "modelfs-test"
+FULL_TOKEN = "hf_modelfs_full"
+BASIC_TOKEN = "hf_modelfs_basic"
+
+
+def manifest():
+    with open(os.path.join(FIXTURES, "manifest.json")) as f:
+        return json.load(f)
+
+
+def sha256_file(path, bufsize=1 << 20):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(bufsize)
+            if not b:
+                return h.hexdigest()
+            h.update(b)
+
+
+def drop_page_cache(path):
+    """Forget the kernel's cached pages of one file, so the next read reaches modelfs."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+class HubSim:
+    """The hub simulator as a child process."""
+
+    def __init__(self, page_size=20, extra=()):
+        self.dir = tempfile.mkdtemp(prefix="mfs-hubsim-")
+        ready = os.path.join(self.dir, "ready.json")
+        self.log = open(os.path.join(self.dir, "hubsim.log"), "wb")
+        self.proc = subprocess.Popen(
+            ["python3", os.path.join(SOURCE, "tests", "hubsim", "hubsim.py"),
+             "--fixtures", FIXTURES, "--port", "0", "--cdn-port", "0", "--ready-file", ready,
+             "--page-size", str(page_size), *extra],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 30
+        while not os.path.exists(ready):
+            if self.proc.poll() is not None or time.time() > deadline:
+                self.stop()
+                raise RuntimeError("hub simulator did not start; see " + self.log.name)
+            time.sleep(0.05)
+        with open(ready) as f:
+            info = json.load(f)
+        self.url = info["hub"]
+        self.cdn = info["cdn"]
+
+    def _call(self, path, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + "/_sim/" + path, data=data,
+                                     method="GET" if body is None else "POST")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
+    def counters(self):
+        return self._call("counters")
+
+    def reset(self):
+        return self._call("reset", {})
+
+    def fault(self, **spec):
+        return self._call("fault", spec)
+
+    def move_branch(self, repo, branch, to):
+        return self._call("move_branch", {"repo": repo, "branch": branch, "to": to})
+
+    def file_bytes(self, key=None):
+        """Body bytes served, for one file key (sha256 or org/name/path) or in total."""
+        files = self.counters()["files"]
+        if key is not None:
+            return files.get(key, {}).get("bytes", 0)
+        return sum(v.get("bytes", 0) for v in files.values())
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.log.close()
+
+    def close(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def is_mounted(path):
+    path = os.path.realpath(path)
+    with open("/proc/self/mounts") as f:
+        return any(line.split()[1] == path for line in f)
+
+
+class Mount:
+    """A modelfs mount in the foreground (its own process) on a temp dir."""
+
+    def __init__(self, hub, cache_dir=None, cache_size="2G", args=(), token=None, env=None,
+                 wait=True):
+        self.root = tempfile.mkdtemp(prefix="mfs-mount-")
+        self.mnt = os.path.join(self.root, "mnt")
+        os.mkdir(self.mnt)
+        self.own_cache = cache_dir is None
+        self.cache = cache_dir or os.path.join(self.root, "cache")
+        self.logpath = os.path.join(self.root, "modelfs.log")
+        self.log = open(self.logpath, "ab")
+        e = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+        e["HF_HOME"] = os.path.join(self.root, "hf-home")  # no stray token from the machine
+        if token:
+            e["HF_TOKEN"] = token
+        e.update(env or {})
+        endpoint = hub.url if hub else "http://127.0.0.1:9"
+        cmd = [BIN, "mount", self.mnt, "--foreground", "--cache-dir", self.cache,
+               "--cache-size", cache_size, "--endpoint", endpoint, "--log-level", "debug", *args]
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=e)
+        if wait:
+            self.wait_mounted()
+
+    def wait_mounted(self, timeout=20):
+        deadline = time.time() + timeout
+        while not is_mounted(self.mnt):
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("mount failed:\n" + self.log_text())
+            time.sleep(0.05)
+
+    def path(self, *parts):
+        return os.path.join(self.mnt, "models", *parts)
+
+    def log_text(self):
+        self.log.flush()
+        with open(self.logpath, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def unmount(self, timeout=20):
+        if is_mounted(self.mnt):
+            r = subprocess.run(["fusermount3", "-u", self.mnt], capture_output=True)
+            if r.returncode != 0:
+                subprocess.run(["fusermount3", "-uz", self.mnt], capture_output=True)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        return self.proc.returncode
+
+    def close(self):
+        self.unmount()
+        self.log.close()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class MountTest(unittest.TestCase):
+    """Base class: one simulator for the class, helpers for mounts made in tests."""
+
+    page_size = 20
+
+    @classmethod
+    def setUpClass(cls):
+        cls.m = manifest()
+        cls.hub = HubSim(page_size=cls.page_size)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.hub.close()
+
+    def setUp(self):
+        self.hub.reset()
+        self._mounts = []
+
+    def tearDown(self):
+        for m in self._mounts:
+            m.close()
+
+    def mount(self, **kw):
+        kw.setdefault("token", FULL_TOKEN)
+        m = Mount(self.hub, **kw)
+        self._mounts.append(m)
+        return m
+
+    # Manifest helpers
+    def repo(self, name):
+        return self.m["repos"][f"{ORG}/{name}"]
+
+    def local(self, name, path, commit=None):
+        """Path of a fixture file's bytes on local disk."""
+        r = self.repo(name)
+        commit = commit or r["branches"]["main"]
+        return os.path.join(FIXTURES, "repos", ORG, name, commit, path)

@@ -1,0 +1,783 @@
+// HubClient against the hub simulator (tests/hubsim/hubsim.py): metadata, listing, byte
+// ranges through the CDN redirect, error mapping, retries, resumption and fault handling.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <openssl/evp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fetch/hub_client.h"
+#include "fetch/hub_parse.h"
+#include "unit/hubsim.h"
+
+namespace modelfs::fetch {
+namespace {
+
+using modelfs::testing::HubSim;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+constexpr char kFull[] = "hf_modelfs_full";
+constexpr char kBasic[] = "hf_modelfs_basic";
+constexpr char kEdge[] = "modelfs-test/edge-cases";
+constexpr char kVersioned[] = "modelfs-test/versioned";
+constexpr char kMany[] = "modelfs-test/many-files";
+constexpr char kPrivate[] = "modelfs-test/private-model";
+constexpr char kGated[] = "modelfs-test/gated-model";
+constexpr uint64_t kMiB = 1 << 20;
+
+std::string Sha256Hex(const std::string& data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_Digest(data.data(), data.size(), md, &n, EVP_sha256(), nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < n; ++i) {
+    out.push_back(kHex[md[i] >> 4]);
+    out.push_back(kHex[md[i] & 0xf]);
+  }
+  return out;
+}
+
+// Incremental sha256 for hashing a large file through many ranges.
+class Sha256 {
+ public:
+  Sha256() : ctx_(EVP_MD_CTX_new()) { EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr); }
+  void Update(const char* d, size_t n) { EVP_DigestUpdate(ctx_.get(), d, n); }
+  std::string Hex() {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_DigestFinal_ex(ctx_.get(), md, &n);
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string out;
+    for (unsigned int i = 0; i < n; ++i) {
+      out.push_back(kHex[md[i] >> 4]);
+      out.push_back(kHex[md[i] & 0xf]);
+    }
+    return out;
+  }
+
+ private:
+  struct Free {
+    void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
+  };
+  std::unique_ptr<EVP_MD_CTX, Free> ctx_;
+};
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+class HubClientTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { sim_ = new HubSim(); }
+  static void TearDownTestSuite() {
+    delete sim_;
+    sim_ = nullptr;
+  }
+  void SetUp() override {
+    ASSERT_TRUE(sim_->ok()) << sim_->error();
+    sim_->reset(/*refs=*/true);
+  }
+  void TearDown() override { sim_->clear_faults(); }
+
+  static HubOptions Options(const std::string& token = "") {
+    HubOptions o;
+    o.endpoint = sim_->hub_url() + "/";  // the trailing '/' must be stripped
+    o.token = token;
+    o.connect_timeout = milliseconds(2000);
+    o.stall_timeout = milliseconds(5000);
+    o.deadline = milliseconds(30000);
+    o.backoff_initial = milliseconds(20);
+    o.backoff_max = milliseconds(200);
+    return o;
+  }
+
+  static FileLocation File(const std::string& repo, const std::string& path,
+                           const std::string& branch = "main") {
+    FileLocation f;
+    f.repo_id = repo;
+    f.commit = sim_->branch_commit(repo, branch);
+    f.path = path;
+    const auto* m = sim_->file(repo, f.commit, path);
+    EXPECT_NE(m, nullptr) << path;
+    if (m != nullptr) {
+      f.size = (*m)["size"].get<uint64_t>();
+      f.etag = (*m)["etag"].get<std::string>();
+    }
+    return f;
+  }
+
+  static std::string Local(const FileLocation& f) {
+    return HubSim::ReadFile(sim_->local_path(f.repo_id, f.commit, f.path));
+  }
+
+  static Status Read(HubClient& c, const FileLocation& f, uint64_t off, uint64_t len,
+                     std::string* out) {
+    out->clear();
+    return c.read_range(f, off, len, [out](const char* d, size_t n) {
+      out->append(d, n);
+      return true;
+    });
+  }
+
+  static int64_t Counter(const nlohmann::json& c, const std::string& key) {
+    return c.contains(key) ? c[key].get<int64_t>() : -1;
+  }
+
+  static HubSim* sim_;
+};
+
+HubSim* HubClientTest::sim_ = nullptr;
+
+// ---------------------------------------------------------------------------- repo_info
+
+TEST_F(HubClientTest, RepoInfoBranchTagCommitAndEncodedRevision) {
+  HubClient c(Options());
+  const auto& repo = sim_->repo(kVersioned);
+  RepoInfo info;
+  ASSERT_TRUE(c.repo_info(kVersioned, "", &info).ok());
+  EXPECT_EQ(info.id, kVersioned);
+  EXPECT_EQ(info.sha, repo["branches"]["main"]);
+  EXPECT_FALSE(info.is_private);
+  EXPECT_EQ(info.gated, "");
+  EXPECT_FALSE(info.last_modified.empty());
+
+  for (const auto& [rev, want] :
+       std::map<std::string, std::string>{{"main", repo["branches"]["main"]},
+                                          {"dev", repo["branches"]["dev"]},
+                                          {"feature/x", repo["branches"]["feature/x"]},
+                                          {"v1.0", repo["tags"]["v1.0"]},
+                                          {"refs/pr/1", repo["refs"]["refs/pr/1"]},
+                                          {repo["tags"]["v1.0"], repo["tags"]["v1.0"]}}) {
+    Status s = c.repo_info(kVersioned, rev, &info);
+    ASSERT_TRUE(s.ok()) << rev << ": " << s.ToString();
+    EXPECT_EQ(info.sha, want) << rev;
+  }
+  EXPECT_EQ(c.options().endpoint, sim_->hub_url());
+}
+
+TEST_F(HubClientTest, RepoInfoFollowsAMovedBranch) {
+  HubClient c(Options());
+  const auto& repo = sim_->repo(kVersioned);
+  RepoInfo info;
+  ASSERT_TRUE(c.repo_info(kVersioned, "movable", &info).ok());
+  EXPECT_EQ(info.sha, repo["branches"]["movable"]);
+  sim_->move_branch(kVersioned, "movable", "dev");
+  ASSERT_TRUE(c.repo_info(kVersioned, "movable", &info).ok());
+  EXPECT_EQ(info.sha, repo["branches"]["dev"]);
+}
+
+TEST_F(HubClientTest, NotFoundRepoRevisionEntry) {
+  HubClient anon(Options());
+  HubClient basic(Options(kBasic));
+  RepoInfo info;
+  Status s = anon.repo_info("modelfs-test/no-such-repo", "", &info);
+  EXPECT_EQ(s.code(), Code::kRepoNotFound) << s.ToString();
+  s = basic.repo_info("modelfs-test/no-such-repo", "", &info);
+  EXPECT_EQ(s.code(), Code::kRepoNotFound) << s.ToString();
+  s = anon.repo_info(kVersioned, "no-such-branch", &info);
+  EXPECT_EQ(s.code(), Code::kRevisionNotFound) << s.ToString();
+  s = anon.repo_info("not a repo id", "", &info);
+  EXPECT_EQ(s.code(), Code::kRepoNotFound) << s.ToString();
+
+  std::vector<TreeEntry> tree;
+  s = anon.list_tree(kVersioned, std::string(40, '0'), &tree);
+  EXPECT_EQ(s.code(), Code::kRevisionNotFound) << s.ToString();
+
+  FileLocation f = File(kEdge, "small.txt");
+  f.path = "no-such-file.txt";
+  f.etag.clear();
+  f.size = 0;
+  std::string out;
+  s = Read(anon, f, 0, 10, &out);
+  EXPECT_EQ(s.code(), Code::kEntryNotFound) << s.ToString();
+  EXPECT_EQ(s.http_status(), 404);
+  EXPECT_GE(anon.counters().errors, 5u);
+}
+
+TEST_F(HubClientTest, PrivateRepoNeedsAToken) {
+  RepoInfo info;
+  HubClient anon(Options());
+  Status s = anon.repo_info(kPrivate, "", &info);
+  EXPECT_EQ(s.code(), Code::kRepoNotFound) << s.ToString();
+  EXPECT_NE(s.message().find("HF_TOKEN"), std::string::npos) << s.message();
+  EXPECT_EQ(s.http_status(), 401);
+
+  HubClient basic(Options(kBasic));
+  s = basic.repo_info(kPrivate, "", &info);
+  EXPECT_EQ(s.code(), Code::kRepoNotFound) << s.ToString();
+
+  HubClient full(Options(kFull));
+  s = full.repo_info(kPrivate, "", &info);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_TRUE(info.is_private);
+
+  // The token must not show up in any message.
+  HubClient bad(Options("hf_not_a_valid_token_secret"));
+  s = bad.repo_info(kVersioned, "", &info);
+  EXPECT_EQ(s.code(), Code::kNoAccess) << s.ToString();
+  EXPECT_EQ(s.ToString().find("hf_not_a_valid_token_secret"), std::string::npos);
+
+  // Bytes of the private repo, through the CDN, with the full token.
+  FileLocation f = File(kPrivate, "pytorch_model.bin");
+  std::string out;
+  s = Read(full, f, 0, f.size, &out);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(Sha256Hex(out), (*sim_->file(kPrivate, f.commit, f.path))["sha256"]);
+  s = Read(anon, f, 0, 10, &out);
+  EXPECT_EQ(s.code(), Code::kRepoNotFound) << s.ToString();
+  EXPECT_EQ(Counter(sim_->counters(), "cdn_auth_leaks"), 0);
+}
+
+TEST_F(HubClientTest, GatedRepo) {
+  RepoInfo info;
+  HubClient anon(Options());
+  ASSERT_TRUE(anon.repo_info(kGated, "", &info).ok());  // metadata stays public
+  EXPECT_EQ(info.gated, "manual");
+
+  FileLocation f = File(kGated, "config.json");
+  std::string out;
+  Status s = Read(anon, f, 0, f.size, &out);
+  EXPECT_EQ(s.code(), Code::kGated) << s.ToString();
+  EXPECT_EQ(s.http_status(), 401);
+
+  HubClient basic(Options(kBasic));
+  s = Read(basic, f, 0, f.size, &out);
+  EXPECT_EQ(s.code(), Code::kGated) << s.ToString();
+  EXPECT_EQ(s.http_status(), 403);
+
+  HubClient full(Options(kFull));
+  s = Read(full, f, 0, f.size, &out);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(out, Local(f));
+
+  FileLocation st = File(kGated, "model.safetensors");
+  s = Read(full, st, 0, st.size, &out);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(Sha256Hex(out), (*sim_->file(kGated, st.commit, st.path))["sha256"]);
+  EXPECT_EQ(Counter(sim_->counters(), "cdn_auth_leaks"), 0);
+}
+
+// ---------------------------------------------------------------------------- list_tree
+
+void ExpectTreeMatchesManifest(const std::vector<TreeEntry>& tree, const nlohmann::json& commit) {
+  std::map<std::string, const TreeEntry*> by_path;
+  for (const auto& e : tree) {
+    EXPECT_TRUE(by_path.emplace(e.path, &e).second) << "duplicate " << e.path;
+  }
+  size_t files = 0;
+  for (const auto& f : commit["files"]) {
+    const std::string path = f["path"];
+    auto it = by_path.find(path);
+    ASSERT_NE(it, by_path.end()) << path;
+    const TreeEntry& e = *it->second;
+    EXPECT_FALSE(e.is_dir) << path;
+    EXPECT_EQ(e.size, f["size"].get<uint64_t>()) << path;
+    EXPECT_EQ(e.oid, f["oid"]) << path;
+    if (f["lfs"].get<bool>()) {
+      EXPECT_EQ(e.lfs_sha256, f["sha256"]) << path;
+    } else {
+      EXPECT_EQ(e.lfs_sha256, "") << path;
+    }
+    ++files;
+  }
+  size_t dirs = 0;
+  for (const auto& [path, oid] : commit["dirs"].items()) {
+    auto it = by_path.find(path);
+    ASSERT_NE(it, by_path.end()) << path;
+    EXPECT_TRUE(it->second->is_dir) << path;
+    ++dirs;
+  }
+  EXPECT_EQ(tree.size(), files + dirs);
+}
+
+TEST_F(HubClientTest, ListTreeFollowsPaginationAndMatchesManifest) {
+  HubClient c(Options());
+  for (const char* repo : {kMany, kEdge, kVersioned}) {
+    sim_->reset();
+    const std::string commit = sim_->branch_commit(repo);
+    std::vector<TreeEntry> tree;
+    Status s = c.list_tree(repo, commit, &tree);
+    ASSERT_TRUE(s.ok()) << repo << ": " << s.ToString();
+    const auto& mc = sim_->repo(repo)["commits"][commit];
+    ExpectTreeMatchesManifest(tree, mc);
+    const size_t total = mc["files"].size() + mc["dirs"].size();
+    const int64_t pages = Counter(sim_->counters(), "tree");
+    EXPECT_EQ(pages, static_cast<int64_t>((total + 49) / 50)) << repo;  // default page: 50
+  }
+}
+
+TEST_F(HubClientTest, ListTreeWithTinyPages) {
+  HubSim::Options o;
+  o.page_size = 3;
+  HubSim small(o);
+  ASSERT_TRUE(small.ok()) << small.error();
+  HubOptions opt = Options();
+  opt.endpoint = small.hub_url();
+  HubClient c(opt);
+  const std::string commit = small.branch_commit(kVersioned, "dev");
+  std::vector<TreeEntry> tree;
+  ASSERT_TRUE(c.list_tree(kVersioned, commit, &tree).ok());
+  ExpectTreeMatchesManifest(tree, small.repo(kVersioned)["commits"][commit]);
+  EXPECT_GE(Counter(small.counters(), "tree"), 2);
+  // A branch name works too (encoded as one path segment).
+  ASSERT_TRUE(c.list_tree(kVersioned, "feature/x", &tree).ok());
+  ExpectTreeMatchesManifest(
+      tree, small.repo(kVersioned)["commits"][small.branch_commit(kVersioned, "feature/x")]);
+}
+
+// ---------------------------------------------------------------------------- read_range
+
+TEST_F(HubClientTest, ReadSmallGitFileExact) {
+  HubClient c(Options());
+  for (const char* path : {"small.txt", "dir with spaces/naïve café ✓.txt",
+                           "nested/deep/a/b/c.txt", ".gitattributes"}) {
+    FileLocation f = File(kEdge, path);
+    const std::string want = Local(f);
+    std::string out;
+    Status s = Read(c, f, 0, f.size, &out);
+    ASSERT_TRUE(s.ok()) << path << ": " << s.ToString();
+    EXPECT_EQ(out, want) << path;
+    // A middle slice.
+    if (f.size > 4) {
+      s = Read(c, f, 2, f.size - 3, &out);
+      ASSERT_TRUE(s.ok()) << s.ToString();
+      EXPECT_EQ(out, want.substr(2, f.size - 3));
+    }
+  }
+  auto cnt = sim_->counters();
+  EXPECT_EQ(Counter(cnt, "cdn"), 0);  // git files come from the Hub itself
+  EXPECT_EQ(c.counters().redirects, 0u);
+}
+
+TEST_F(HubClientTest, ZeroLengthAndOutOfRange) {
+  HubClient c(Options());
+  FileLocation f = File(kEdge, "small.txt");
+  std::string out;
+  EXPECT_TRUE(Read(c, f, 5, 0, &out).ok());
+  EXPECT_EQ(c.counters().requests, 0u);
+  EXPECT_EQ(Read(c, f, f.size - 1, 2, &out).code(), Code::kProtocol);
+  EXPECT_EQ(Read(c, f, UINT64_MAX, 2, &out).code(), Code::kProtocol);
+  // Size unknown to the caller: the server's 416 is a protocol error too.
+  f.size = 0;
+  EXPECT_EQ(Read(c, f, 1000, 2, &out).code(), Code::kProtocol);
+  // Hostile arguments never reach the network.
+  FileLocation bad = File(kEdge, "small.txt");
+  bad.path = "../etc/passwd";
+  EXPECT_EQ(Read(c, bad, 0, 1, &out).code(), Code::kEntryNotFound);
+  bad = File(kEdge, "small.txt");
+  bad.repo_id = "../x";
+  EXPECT_EQ(Read(c, bad, 0, 1, &out).code(), Code::kRepoNotFound);
+}
+
+TEST_F(HubClientTest, ReadLargeLfsFileByRangesReusesCdnUrl) {
+  HubClient c(Options(kFull));
+  FileLocation f = File(kEdge, "large.bin");
+  ASSERT_EQ(f.size, 160 * kMiB);
+  Sha256 h;
+  uint64_t requests = 0;
+  const uint64_t step = 7 * kMiB + 12345;  // ranges not aligned to anything
+  for (uint64_t off = 0; off < f.size; off += step) {
+    const uint64_t len = std::min(step, f.size - off);
+    uint64_t got = 0;
+    Status s = c.read_range(f, off, len, [&](const char* d, size_t n) {
+      h.Update(d, n);
+      got += n;
+      return true;
+    });
+    ASSERT_TRUE(s.ok()) << off << ": " << s.ToString();
+    ASSERT_EQ(got, len);
+    ++requests;
+  }
+  EXPECT_EQ(h.Hex(), (*sim_->file(kEdge, f.commit, f.path))["sha256"]);
+  auto cnt = sim_->counters();
+  EXPECT_EQ(Counter(cnt, "resolve"), 1);  // later ranges skip the Hub
+  EXPECT_EQ(Counter(cnt, "cdn"), static_cast<int64_t>(requests));
+  EXPECT_EQ(Counter(cnt, "cdn_auth_leaks"), 0);
+  const HubCounters hc = c.counters();
+  EXPECT_EQ(hc.redirects, 1u);
+  EXPECT_EQ(hc.requests, requests + 1);
+  EXPECT_EQ(hc.bytes, f.size);
+  EXPECT_EQ(hc.retries, 0u);
+  EXPECT_EQ(hc.errors, 0u);
+  // Keep-alive: the CDN saw far fewer connections than requests.
+  EXPECT_LE(cnt["connections"]["cdn"].get<int64_t>(), 2);
+}
+
+TEST_F(HubClientTest, SmallLfsFilesAndBoundaries) {
+  HubClient c(Options());
+  for (const char* path : {"exact-4MiB.bin", "exact-4MiB-plus-1.bin"}) {
+    FileLocation f = File(kEdge, path);
+    const std::string want = Local(f);
+    std::string out;
+    ASSERT_TRUE(Read(c, f, 0, f.size, &out).ok()) << path;
+    EXPECT_EQ(out, want);
+    ASSERT_TRUE(Read(c, f, f.size - 1, 1, &out).ok());
+    EXPECT_EQ(out, want.substr(f.size - 1));
+    ASSERT_TRUE(Read(c, f, 0, 1, &out).ok());
+    EXPECT_EQ(out, want.substr(0, 1));
+  }
+}
+
+TEST_F(HubClientTest, ReadsFromManyThreads) {
+  HubClient c(Options(kFull));
+  FileLocation f = File(kEdge, "exact-4MiB-plus-1.bin");
+  FileLocation g = File(kEdge, "small.txt");
+  const std::string want = Local(f);
+  const std::string want_g = Local(g);
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 6; ++i) {
+        const uint64_t off = (static_cast<uint64_t>(t) * 6 + i) * 81233 % (f.size - 70000);
+        std::string out;
+        if (!Read(c, f, off, 70000, &out).ok() || out != want.substr(off, 70000)) ++failures;
+        if (!Read(c, g, 0, g.size, &out).ok() || out != want_g) ++failures;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(Counter(sim_->counters(), "cdn_auth_leaks"), 0);
+}
+
+// ---------------------------------------------------------------------------- faults
+
+TEST_F(HubClientTest, Burst503Recovers) {
+  HubClient c(Options());
+  sim_->fault({{"kind", "status"}, {"status", 503}, {"count", 2}, {"match", "small.txt"}});
+  FileLocation f = File(kEdge, "small.txt");
+  std::string out;
+  Status s = Read(c, f, 0, f.size, &out);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(out, Local(f));
+  EXPECT_EQ(c.counters().retries, 2u);
+  EXPECT_EQ(c.counters().errors, 0u);
+
+  // Metadata calls retry the same way.
+  sim_->fault({{"kind", "status"}, {"status", 502}, {"count", 2}, {"match", "/api/models"}});
+  RepoInfo info;
+  ASSERT_TRUE(c.repo_info(kEdge, "", &info).ok());
+}
+
+TEST_F(HubClientTest, PersistentServerErrorGivesUpAfterMaxAttempts) {
+  HubOptions o = Options();
+  o.max_attempts = 3;
+  HubClient c(o);
+  sim_->fault({{"kind", "status"}, {"status", 500}, {"count", -1}, {"match", "small.txt"}});
+  FileLocation f = File(kEdge, "small.txt");
+  std::string out;
+  Status s = Read(c, f, 0, f.size, &out);
+  EXPECT_EQ(s.code(), Code::kNetwork) << s.ToString();
+  EXPECT_EQ(s.http_status(), 500);
+  EXPECT_EQ(c.counters().requests, 3u);
+  EXPECT_EQ(c.counters().retries, 2u);
+  EXPECT_EQ(c.counters().errors, 1u);
+}
+
+TEST_F(HubClientTest, RateLimitRetryAfterIsHonoured) {
+  HubClient c(Options());
+  sim_->fault({{"kind", "status"},
+               {"status", 429},
+               {"retry_after", 1},
+               {"count", 1},
+               {"match", "small.txt"}});
+  FileLocation f = File(kEdge, "small.txt");
+  std::string out;
+  const auto t0 = Clock::now();
+  Status s = Read(c, f, 0, f.size, &out);
+  const double waited = Seconds(Clock::now() - t0);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_GE(waited, 0.95);
+  EXPECT_LT(waited, 3.0);
+
+  // Only the RateLimit header (t=1).
+  sim_->fault({{"kind", "status"},
+               {"status", 429},
+               {"ratelimit", true},
+               {"count", 1},
+               {"match", "/api/models"}});
+  RepoInfo info;
+  const auto t1 = Clock::now();
+  ASSERT_TRUE(c.repo_info(kEdge, "", &info).ok());
+  EXPECT_GE(Seconds(Clock::now() - t1), 0.95);
+}
+
+TEST_F(HubClientTest, RateLimitBeyondDeadlineFailsFast) {
+  HubOptions o = Options();
+  o.deadline = milliseconds(3000);
+  HubClient c(o);
+  sim_->fault({{"kind", "status"},
+               {"status", 429},
+               {"retry_after", 60},
+               {"count", 1},
+               {"match", "small.txt"}});
+  FileLocation f = File(kEdge, "small.txt");
+  std::string out;
+  const auto t0 = Clock::now();
+  Status s = Read(c, f, 0, f.size, &out);
+  EXPECT_EQ(s.code(), Code::kRateLimited) << s.ToString();
+  EXPECT_EQ(s.http_status(), 429);
+  EXPECT_LT(Seconds(Clock::now() - t0), 1.0);
+}
+
+TEST_F(HubClientTest, DropMidBodyResumesExactly) {
+  HubClient c(Options());
+  FileLocation f = File(kEdge, "large.bin");
+  const std::string want = Local(f).substr(10 * kMiB, 12 * kMiB);
+  sim_->fault({{"kind", "drop"},
+               {"after_bytes", 3 * kMiB + 17},
+               {"count", 2},
+               {"port", "cdn"},
+               {"match", "large.bin"}});
+  std::string out;
+  Status s = Read(c, f, 10 * kMiB, 12 * kMiB, &out);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_EQ(out.size(), want.size());
+  EXPECT_TRUE(out == want);
+  EXPECT_EQ(c.counters().retries, 2u);
+  // The resumed requests started where the previous one stopped.
+  auto cnt = sim_->counters();
+  std::vector<int64_t> starts;
+  for (const auto& r : cnt["ranges"]) {
+    if (r["port"] == "cdn") starts.push_back(r["start"].get<int64_t>());
+  }
+  ASSERT_EQ(starts.size(), 3u);
+  EXPECT_EQ(starts[0], static_cast<int64_t>(10 * kMiB));
+  EXPECT_EQ(starts[1], static_cast<int64_t>(10 * kMiB + 3 * kMiB + 17));
+  EXPECT_EQ(starts[2], static_cast<int64_t>(10 * kMiB + 2 * (3 * kMiB + 17)));
+}
+
+TEST_F(HubClientTest, TruncatedBodyIsDetectedAndResumed) {
+  HubClient c(Options());
+  FileLocation f = File(kEdge, "exact-4MiB.bin");
+  sim_->fault({{"kind", "truncate"}, {"after_bytes", 1000}, {"count", 1}, {"match", "4MiB.bin"}});
+  std::string out;
+  Status s = Read(c, f, 0, f.size, &out);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_TRUE(out == Local(f));
+  EXPECT_EQ(c.counters().retries, 1u);
+
+  // A git file served by the Hub, truncated.
+  FileLocation g = File(kEdge, ".gitattributes");
+  sim_->fault({{"kind", "truncate"}, {"after_bytes", 100}, {"count", 1}, {"match", "gitattr"}});
+  s = Read(c, g, 0, g.size, &out);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(out, Local(g));
+}
+
+TEST_F(HubClientTest, IgnoredRangeIsHandled) {
+  HubClient c(Options());
+  FileLocation f = File(kEdge, "exact-4MiB.bin");
+  const std::string all = Local(f);
+  sim_->fault({{"kind", "ignore_range"}, {"count", 1}, {"match", "exact-4MiB.bin"}});
+  std::string out;
+  Status s = Read(c, f, 1000003, 5000, &out);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(out, all.substr(1000003, 5000));
+  // Git file from the Hub.
+  FileLocation g = File(kEdge, ".gitattributes");
+  sim_->fault({{"kind", "ignore_range"}, {"count", 1}, {"match", "gitattributes"}});
+  s = Read(c, g, 10, 20, &out);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(out, Local(g).substr(10, 20));
+  // Through the end of the file.
+  sim_->fault({{"kind", "ignore_range"}, {"count", 1}, {"match", "exact-4MiB.bin"}});
+  s = Read(c, f, f.size - 10, 10, &out);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(out, all.substr(f.size - 10));
+}
+
+TEST_F(HubClientTest, StallEndsInTimeout) {
+  HubOptions o = Options();
+  o.stall_timeout = milliseconds(1000);
+  o.max_attempts = 1;
+  HubClient c(o);
+  FileLocation f = File(kEdge, "exact-4MiB.bin");
+  sim_->fault({{"kind", "stall"},
+               {"seconds", 8},
+               {"after_bytes", 100000},
+               {"count", 1},
+               {"match", "exact-4MiB.bin"}});
+  std::string out;
+  const auto t0 = Clock::now();
+  Status s = Read(c, f, 0, f.size, &out);
+  const double took = Seconds(Clock::now() - t0);
+  EXPECT_EQ(s.code(), Code::kTimeout) << s.ToString();
+  EXPECT_GE(took, 0.9);
+  EXPECT_LT(took, 1.0 + 2.5);
+}
+
+TEST_F(HubClientTest, StallIsRetriedAndResumed) {
+  HubOptions o = Options();
+  o.stall_timeout = milliseconds(1000);
+  HubClient c(o);
+  FileLocation f = File(kEdge, "exact-4MiB.bin");
+  sim_->fault({{"kind", "stall"},
+               {"seconds", 8},
+               {"after_bytes", 100000},
+               {"count", 1},
+               {"match", "exact-4MiB.bin"}});
+  std::string out;
+  Status s = Read(c, f, 0, f.size, &out);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_TRUE(out == Local(f));
+  EXPECT_EQ(c.counters().retries, 1u);
+}
+
+TEST_F(HubClientTest, DeadlineBoundsTheCall) {
+  HubOptions o = Options();
+  o.stall_timeout = milliseconds(20000);
+  o.deadline = milliseconds(1500);
+  HubClient c(o);
+  FileLocation f = File(kEdge, "exact-4MiB.bin");
+  sim_->fault({{"kind", "stall"},
+               {"seconds", 8},
+               {"after_bytes", 100},
+               {"count", 1},
+               {"match", "exact-4MiB.bin"}});
+  std::string out;
+  const auto t0 = Clock::now();
+  Status s = Read(c, f, 0, f.size, &out);
+  const double took = Seconds(Clock::now() - t0);
+  EXPECT_EQ(s.code(), Code::kTimeout) << s.ToString();
+  EXPECT_LT(took, 1.5 + 1.0);
+}
+
+TEST_F(HubClientTest, ExpiredCdnUrlIsResolvedAgain) {
+  HubClient c(Options());
+  FileLocation f = File(kEdge, "exact-4MiB.bin");
+  const std::string all = Local(f);
+  std::string out;
+  ASSERT_TRUE(Read(c, f, 0, 1000, &out).ok());
+  sim_->fault({{"kind", "cdn_expire"}});
+  Status s = Read(c, f, 5000, 1000, &out);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(out, all.substr(5000, 1000));
+  auto cnt = sim_->counters();
+  EXPECT_EQ(Counter(cnt, "resolve"), 2);
+  EXPECT_EQ(Counter(cnt, "cdn_denied"), 1);
+  EXPECT_EQ(c.counters().errors, 0u);
+  EXPECT_EQ(c.counters().redirects, 2u);
+  // The new URL is cached again.
+  ASSERT_TRUE(Read(c, f, 9000, 1000, &out).ok());
+  EXPECT_EQ(Counter(sim_->counters(), "resolve"), 2);
+}
+
+TEST_F(HubClientTest, ShortCdnTtlReResolves) {
+  HubOptions o = Options();
+  o.cdn_url_ttl = std::chrono::seconds(0);
+  HubClient c(o);
+  FileLocation f = File(kEdge, "exact-4MiB.bin");
+  std::string out;
+  ASSERT_TRUE(Read(c, f, 0, 10, &out).ok());
+  ASSERT_TRUE(Read(c, f, 10, 10, &out).ok());
+  EXPECT_EQ(Counter(sim_->counters(), "resolve"), 2);
+}
+
+TEST_F(HubClientTest, OfflineMakesNoRequest) {
+  HubOptions o = Options();
+  o.offline = true;
+  HubClient c(o);
+  RepoInfo info;
+  std::vector<TreeEntry> tree;
+  std::string out;
+  EXPECT_EQ(c.repo_info(kEdge, "", &info).code(), Code::kOffline);
+  EXPECT_EQ(c.list_tree(kEdge, sim_->branch_commit(kEdge), &tree).code(), Code::kOffline);
+  EXPECT_EQ(Read(c, File(kEdge, "small.txt"), 0, 5, &out).code(), Code::kOffline);
+  EXPECT_EQ(c.counters().requests, 0u);
+  auto cnt = sim_->counters();
+  EXPECT_EQ(Counter(cnt, "api") + Counter(cnt, "tree") + Counter(cnt, "resolve") +
+                Counter(cnt, "cdn"),
+            0);
+}
+
+TEST_F(HubClientTest, ConnectionRefusedIsNetworkErrorWithinDeadline) {
+  // A port that was free a moment ago: nothing listens there.
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  close(fd);
+
+  HubOptions o = Options();
+  o.endpoint = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  o.deadline = milliseconds(3000);
+  HubClient c(o);
+  RepoInfo info;
+  const auto t0 = Clock::now();
+  Status s = c.repo_info(kEdge, "", &info);
+  EXPECT_EQ(s.code(), Code::kNetwork) << s.ToString();
+  EXPECT_LT(Seconds(Clock::now() - t0), 3.0 + 1.0);
+  EXPECT_EQ(c.counters().requests, static_cast<uint64_t>(o.max_attempts));
+}
+
+TEST_F(HubClientTest, EtagMismatchIsProtocolError) {
+  HubClient c(Options());
+  std::string out;
+  FileLocation lfs = File(kEdge, "exact-4MiB.bin");
+  lfs.etag = std::string(64, '0');
+  Status s = Read(c, lfs, 0, 100, &out);
+  EXPECT_EQ(s.code(), Code::kProtocol) << s.ToString();
+  EXPECT_TRUE(out.empty());
+
+  FileLocation git = File(kEdge, "small.txt");
+  git.etag = std::string(40, '0');
+  s = Read(c, git, 0, 5, &out);
+  EXPECT_EQ(s.code(), Code::kProtocol) << s.ToString();
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(c.counters().retries, 0u);
+
+  // Wrong expected size: the Content-Range total does not match.
+  FileLocation sized = File(kEdge, "exact-4MiB.bin");
+  sized.size += 1;
+  s = Read(c, sized, 0, 100, &out);
+  EXPECT_EQ(s.code(), Code::kProtocol) << s.ToString();
+  // No etag known: accepted.
+  FileLocation loose = File(kEdge, "exact-4MiB.bin");
+  loose.etag.clear();
+  ASSERT_TRUE(Read(c, loose, 0, 100, &out).ok());
+}
+
+TEST_F(HubClientTest, SinkCancelStopsWithoutRetry) {
+  HubClient c(Options());
+  FileLocation f = File(kEdge, "large.bin");
+  uint64_t got = 0;
+  Status s = c.read_range(f, 0, 64 * kMiB, [&got](const char*, size_t n) {
+    got += n;
+    return got < 1 * kMiB;
+  });
+  EXPECT_EQ(s.code(), Code::kCancelled) << s.ToString();
+  EXPECT_EQ(c.counters().retries, 0u);
+  EXPECT_EQ(c.counters().errors, 0u);
+  EXPECT_LT(got, 2 * kMiB);
+}
+
+TEST_F(HubClientTest, RangesOfOldCommitsAndBranches) {
+  HubClient c(Options());
+  // Same path, different commits: each read gets its own version.
+  for (const char* branch : {"main", "dev", "feature/x", "movable"}) {
+    FileLocation f = File(kVersioned, "weights.bin", branch);
+    std::string out;
+    Status s = Read(c, f, 0, f.size, &out);
+    ASSERT_TRUE(s.ok()) << branch << ": " << s.ToString();
+    EXPECT_EQ(Sha256Hex(out), (*sim_->file(kVersioned, f.commit, f.path))["sha256"]) << branch;
+  }
+}
+
+}  // namespace
+}  // namespace modelfs::fetch
