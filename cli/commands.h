@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <vector>
 
 namespace modelfs::cli {
 
@@ -11,5 +12,7 @@ using Runner = std::function<int()>;
 
 Runner AddMountCommand(CLI::App& app);
 Runner AddUmountCommand(CLI::App& app);
+// prefetch, pin, unpin, ls, info, stats, gc, rm, verify: one runner per subcommand, in order.
+std::vector<Runner> AddCacheCommands(CLI::App& app);
 
 }  // namespace modelfs::cli

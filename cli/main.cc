@@ -1,6 +1,4 @@
 // modelfs: Hugging Face Hub repos as a lazy, cached local filesystem.
-#include <spdlog/spdlog.h>
-
 #include <CLI/CLI.hpp>
 #include <map>
 
@@ -11,19 +9,18 @@ int main(int argc, char** argv) {
   using namespace modelfs::cli;
   CLI::App app{
       "modelfs: Hugging Face Hub repos as lazy local files, backed by a persistent chunk cache.\n"
-      "  modelfs mount /mnt/models        # then: ls /mnt/models/<org>/<name>/\n"
-      "  modelfs umount /mnt/models"};
+      "  modelfs mount /mnt/models          then: ls /mnt/models/<org>/<name>[@revision]/\n"
+      "  modelfs prefetch org/name          warm the cache (pin: and keep it)\n"
+      "  modelfs ls | info | stats | gc | rm | verify\n"
+      "Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 no access, 5 network, 6 no space,\n"
+      "130 interrupted."};
   app.set_version_flag("--version", "modelfs 0.1.0");
   app.require_subcommand(1);
-  std::map<CLI::App*, Runner> runners;
-  runners[nullptr] = nullptr;
-  auto add = [&](Runner (*fn)(CLI::App&)) {
-    size_t before = app.get_subcommands({}).size();
-    Runner r = fn(app);
-    runners[app.get_subcommands({})[before]] = r;
-  };
-  add(AddMountCommand);
-  add(AddUmountCommand);
+  std::vector<Runner> runners = {AddMountCommand(app), AddUmountCommand(app)};
+  for (auto& r : AddCacheCommands(app)) runners.push_back(std::move(r));
+  std::map<CLI::App*, Runner> by_cmd;
+  auto subs = app.get_subcommands({});
+  for (size_t i = 0; i < subs.size() && i < runners.size(); ++i) by_cmd[subs[i]] = runners[i];
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -31,7 +28,7 @@ int main(int argc, char** argv) {
     return rc == 0 ? kExitOk : kExitUsage;
   }
   for (CLI::App* sub : app.get_subcommands()) {
-    if (auto it = runners.find(sub); it != runners.end() && it->second) return it->second();
+    if (auto it = by_cmd.find(sub); it != by_cmd.end()) return it->second();
   }
   return kExitUsage;
 }

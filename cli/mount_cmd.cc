@@ -14,7 +14,9 @@
 #include "cli/settings.h"
 #include "cli/size.h"
 #include "fetch/hub_client.h"
+#include "fs/control.h"
 #include "fs/core.h"
+#include "fs/service.h"
 #include "fs/fuse_adapter.h"
 #include "index/cache.h"
 
@@ -41,6 +43,8 @@ struct MountArgs {
   unsigned max_threads = 64;
   std::string chunk_size = "1M";
   bool debug_fuse = false;
+  std::string control_socket;  // default <cache-dir>/control.sock
+  std::string admin_group = "modelfs";
 };
 
 // The daemon reports "mounted" or an error through this pipe, so `modelfs mount` returns only
@@ -192,7 +196,12 @@ int RunMount(const MountArgs& a) {
   core_opts.read_timeout = std::chrono::seconds(a.read_timeout);
   core_opts.fetch_threads = std::max(1u, a.fetch_threads);
   core_opts.offline = offline;
+  core_opts.control_socket = a.control_socket.empty() ? cache_dir + "/control.sock" : a.control_socket;
   fs::Core core(core_opts, *cache, hub);
+  fs::Service service(core);
+  fs::ControlServer control(service, core_opts.control_socket,
+                            {static_cast<uint32_t>(getuid()), a.admin_group, a.allow_other});
+  if (fs::Status s = control.start(); !s.ok()) return Fail(ready, kExitError, s.message());
   spdlog::info("modelfs {} on {}: endpoint {}{}, cache {} ({} limit), token from {}", "0.1.0",
                a.mountpoint, endpoint, offline ? " (offline)" : "", cache_dir,
                FormatSize(*capacity), token.source);
@@ -263,6 +272,11 @@ Runner AddMountCommand(CLI::App& app) {
   cmd->add_option("--chunk-size", a->chunk_size, "Chunk size of a new cache (power of two)")
       ->capture_default_str();
   cmd->add_flag("--debug-fuse", a->debug_fuse, "Print every FUSE request (implies -f)");
+  cmd->add_option("--control-socket", a->control_socket,
+                  "Unix socket for the modelfs CLI (default <cache-dir>/control.sock)");
+  cmd->add_option("--admin-group", a->admin_group,
+                  "Group whose members may pin, unpin, gc, rm and verify (besides root and the owner)")
+      ->capture_default_str();
   return [a] {
     if (a->debug_fuse) a->foreground = true;
     return RunMount(*a);

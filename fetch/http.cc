@@ -261,8 +261,8 @@ int XferInfoCallback(void* clientp, curl_off_t /*dltotal*/, curl_off_t dlnow,
     return 1;
   }
   // Until the first byte arrives the connect phase has its own bound, so allow it on top.
-  const auto allowed = st->any_progress ? st->req->stall_timeout
-                                        : st->req->stall_timeout + st->req->connect_timeout;
+  const auto allowed =
+      st->any_progress ? st->req->stall_timeout : st->req->stall_timeout + st->req->connect_timeout;
   if (now - st->last_progress > allowed) {
     st->stalled = true;
     return 1;
@@ -380,8 +380,8 @@ Result Transport::Perform(const Request& request, Response* response) {
   } else if (st.deadline_hit) {
     result = {Failure::kDeadline, "deadline passed"};
   } else if (st.stalled) {
-    result = {Failure::kStall, "no data received for " +
-                                   std::to_string(request.stall_timeout.count()) + " ms"};
+    result = {Failure::kStall,
+              "no data received for " + std::to_string(request.stall_timeout.count()) + " ms"};
   } else if (rc == CURLE_OPERATION_TIMEDOUT) {
     // Only two timers can fire: the overall one (set to the deadline) or the connect one.
     if (Clock::now() + std::chrono::milliseconds(20) >= request.deadline) {

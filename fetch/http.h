@@ -83,13 +83,13 @@ struct Request {
 
 enum class Failure {
   kNone,
-  kConnect,      // could not resolve or connect (includes the connect timeout)
-  kNetwork,      // the connection broke, a body was cut short, TLS/HTTP framing error
-  kStall,        // no bytes for stall_timeout
-  kDeadline,     // the request's deadline passed
-  kAborted,      // on_headers said kAbort or on_body returned false
-  kTooLarge,     // the buffered body exceeded max_buffered_body
-  kPermanent,    // retrying will not help: bad URL, unsupported protocol, certificate failure
+  kConnect,    // could not resolve or connect (includes the connect timeout)
+  kNetwork,    // the connection broke, a body was cut short, TLS/HTTP framing error
+  kStall,      // no bytes for stall_timeout
+  kDeadline,   // the request's deadline passed
+  kAborted,    // on_headers said kAbort or on_body returned false
+  kTooLarge,   // the buffered body exceeded max_buffered_body
+  kPermanent,  // retrying will not help: bad URL, unsupported protocol, certificate failure
 };
 
 struct Result {

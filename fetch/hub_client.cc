@@ -124,9 +124,8 @@ Attempt HttpError(const http::Response& r, const std::string& what, Code not_fou
   if (s == 404) return Fail(not_found, with_detail(what + ": not found"), s);
   if (s == 401 && !have_token) {
     return Fail(Code::kRepoNotFound,
-                with_detail(what +
-                            ": the repository does not exist, or it is private and needs a "
-                            "token (set HF_TOKEN)"),
+                with_detail(what + ": the repository does not exist, or it is private and needs a "
+                                   "token (set HF_TOKEN)"),
                 s);
   }
   if (s == 401 || s == 403) {
@@ -389,9 +388,8 @@ Attempt HubClient::Impl::ReadAttempt(const FileLocation& f, uint64_t offset, uin
                                      Clock::time_point deadline) {
   const std::string what = f.repo_id + "/" + f.path;
   const std::string key = f.repo_id + '\n' + f.commit + '\n' + f.path;
-  const std::string resolve_url =
-      opt.endpoint + "/" + f.repo_id + "/resolve/" + EncodeRevision(f.commit) + "/" +
-      EncodePath(f.path);
+  const std::string resolve_url = opt.endpoint + "/" + f.repo_id + "/resolve/" +
+                                  EncodeRevision(f.commit) + "/" + EncodePath(f.path);
 
   std::string url;
   std::string linked_etag;
@@ -511,8 +509,8 @@ Attempt HubClient::Impl::ReadAttempt(const FileLocation& f, uint64_t offset, uin
       if (from_hub && !IsHub(*next)) {
         redirects.fetch_add(1, std::memory_order_relaxed);
         CdnPut(key, CdnEntry{next->url, linked_etag,
-                             Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                                opt.cdn_url_ttl)});
+                             Clock::now() +
+                                 std::chrono::duration_cast<Clock::duration>(opt.cdn_url_ttl)});
       }
       url = next->url;
       continue;
@@ -558,8 +556,7 @@ Status HubClient::repo_info(const std::string& repo_id, const std::string& revis
   const auto deadline = Clock::now() + options_.deadline;
   std::string url = options_.endpoint + "/api/models/" + repo_id;
   if (!revision.empty()) url += "/revision/" + EncodeRevision(revision);
-  const std::string what =
-      repo_id + (revision.empty() ? "" : "@" + Sanitize(revision, 200));
+  const std::string what = repo_id + (revision.empty() ? "" : "@" + Sanitize(revision, 200));
   http::Response resp;
   std::string final_url;
   Status s = impl_->RunWithRetries(deadline, what, [&] {
@@ -675,8 +672,7 @@ Status HubClient::read_range(const FileLocation& file, uint64_t offset, uint64_t
   if (Status s = impl_->Precheck(); !s.ok()) return impl_->Finish(s);
   if (length == 0) return Status::Ok();
   if (!IsValidRepoId(file.repo_id)) {
-    return impl_->Finish(
-        {Code::kRepoNotFound, "invalid repo id: " + Sanitize(file.repo_id, 200)});
+    return impl_->Finish({Code::kRepoNotFound, "invalid repo id: " + Sanitize(file.repo_id, 200)});
   }
   if (file.commit.empty()) return impl_->Finish({Code::kRevisionNotFound, "empty commit"});
   if (!IsSafeRelativePath(file.path)) {

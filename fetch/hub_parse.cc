@@ -31,12 +31,14 @@ std::string ToLowerAscii(std::string_view s) {
   return out;
 }
 
-bool IsControl(unsigned char c) { return c < 0x20 || c == 0x7f; }
+bool IsControl(unsigned char c) {
+  return c < 0x20 || c == 0x7f;
+}
 
 std::string_view Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' ||
-                        s.back() == '\n')) {
+  while (!s.empty() &&
+         (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
     s.remove_suffix(1);
   }
   return s;
@@ -202,8 +204,7 @@ Status ParseRepoInfo(std::string_view json_text, RepoInfo* out) {
     }
     if (const json* lm = Member(doc, "lastModified"); lm != nullptr && lm->is_string()) {
       const auto& s = lm->get_ref<const std::string&>();
-      if (s.size() <= 64 &&
-          std::none_of(s.begin(), s.end(), [](char c) { return IsControl(c); })) {
+      if (s.size() <= 64 && std::none_of(s.begin(), s.end(), [](char c) { return IsControl(c); })) {
         info.last_modified = s;
       }
     }
@@ -295,9 +296,13 @@ std::string NormalizeEtag(std::string_view etag) {
   return std::string(etag);
 }
 
-std::string EncodeRevision(std::string_view revision) { return PercentEncode(revision, false); }
+std::string EncodeRevision(std::string_view revision) {
+  return PercentEncode(revision, false);
+}
 
-std::string EncodePath(std::string_view path) { return PercentEncode(path, true); }
+std::string EncodePath(std::string_view path) {
+  return PercentEncode(path, true);
+}
 
 bool IsSafeRelativePath(std::string_view path) {
   if (path.empty() || path.size() > kMaxPathBytes) return false;
@@ -308,9 +313,8 @@ bool IsSafeRelativePath(std::string_view path) {
   size_t start = 0;
   while (true) {
     const size_t slash = path.find('/', start);
-    const std::string_view part =
-        path.substr(start, slash == std::string_view::npos ? std::string_view::npos
-                                                           : slash - start);
+    const std::string_view part = path.substr(
+        start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
     if (part.empty() || part == "." || part == ".." || part.size() > kMaxPartBytes) return false;
     if (slash == std::string_view::npos) return true;
     start = slash + 1;

@@ -226,6 +226,9 @@ Status Core::listxattr(uint64_t ino, std::vector<std::string>* names) {
   } else if (node->kind == NodeKind::kRepo || node->kind == NodeKind::kDir) {
     names->push_back(std::string(kXattrPrefix) + "revision");
     names->push_back(std::string(kXattrPrefix) + "commit");
+  } else if ((node->kind == NodeKind::kRoot || node->kind == NodeKind::kModels) &&
+             !options_.control_socket.empty()) {
+    names->push_back(std::string(kXattrPrefix) + "control_socket");
   }
   return Status::Ok();
 }
@@ -237,6 +240,11 @@ Status Core::getxattr(uint64_t ino, std::string_view name, std::string* value) {
     return {Code::kNoData, std::string(name)};
   }
   std::string_view key = name.substr(std::string_view(kXattrPrefix).size());
+  if (key == "control_socket" && !options_.control_socket.empty() &&
+      (node->kind == NodeKind::kRoot || node->kind == NodeKind::kModels)) {
+    *value = options_.control_socket;
+    return Status::Ok();
+  }
   bool in_repo = node->kind == NodeKind::kRepo || node->kind == NodeKind::kDir ||
                  node->kind == NodeKind::kFile;
   if (in_repo && key == "revision") {

@@ -73,6 +73,7 @@ class Core {
   Snapshots& snapshots() { return snapshots_; }
   Reader& reader() { return reader_; }
   index::Cache& cache() { return cache_; }
+  fetch::HubClient& hub() { return hub_; }
 
  private:
   Status child_of(const Node& dir, std::string_view name, std::shared_ptr<const Node>* out);

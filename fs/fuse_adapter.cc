@@ -28,6 +28,7 @@ int ToErrno(const Status& st) {
     case Code::kReadOnly: return EROFS;
     case Code::kInvalid: return EINVAL;
     case Code::kNoData: return ENODATA;
+    case Code::kCancelled: return EINTR;
     case Code::kIo:
     case Code::kNoSpace: return EIO;
   }

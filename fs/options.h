@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <string>
 
 namespace modelfs::fs {
 
@@ -22,6 +23,8 @@ struct CoreOptions {
   // Kernel cache timeouts for paths pinned to a commit (immutable).
   std::chrono::seconds immutable_ttl{86'400};
   bool offline = false;
+  // Shown as user.modelfs.control_socket on the mount root, so the CLI can find the mount.
+  std::string control_socket;
 };
 
 }  // namespace modelfs::fs

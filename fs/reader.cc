@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <deque>
 
 #include "fs/snapshots.h"
 
@@ -188,16 +189,22 @@ void Reader::schedule_readahead(OpenFile& f, uint64_t offset, uint64_t end) {
   {
     std::lock_guard lock(f.mu);
     bool sequential = offset <= f.next_offset + kSeqForward && offset + kSeqBackward >= f.next_offset;
-    if (sequential) {
-      f.window = f.window == 0 ? options_.readahead_initial
-                               : std::min(f.window * 2, options_.readahead_max);
-      f.next_offset = std::max(f.next_offset, end);
-    } else {
+    if (!sequential) {
+      // A jump: fetch only what is asked until the reader shows a pattern again.
       f.window = 0;
       f.scheduled_until = 0;
       f.next_offset = end;
+      return;
     }
-    if (f.window == 0) return;
+    f.next_offset = std::max(f.next_offset, end);
+    if (f.window == 0) {
+      f.window = options_.readahead_initial;
+    } else if (end + f.window / 2 >= f.scheduled_until) {
+      // The reader is halfway through what was scheduled: it keeps up, so look further ahead.
+      f.window = std::min(f.window * 2, options_.readahead_max);
+    } else {
+      return;
+    }
     to = std::min(end + f.window, f.loc.size);
     from = std::max(end, f.scheduled_until);
     if (from >= to) return;
@@ -248,40 +255,49 @@ Status Reader::read(OpenFile& f, uint64_t offset, size_t size, std::string* out)
   return Status::Ok();
 }
 
-Status Reader::fetch_all(const fetch::FileLocation& loc, const std::string& cid,
-                         const std::function<void(uint64_t)>& progress) {
+Status Reader::fetch_all(const fetch::FileLocation& loc, const std::string& cid, unsigned jobs,
+                         const std::function<bool(uint64_t)>& progress) {
   if (loc.size == 0) return Status::Ok();
   const uint32_t unit = static_cast<uint32_t>(std::max<uint64_t>(1, options_.fetch_unit / chunk_size_));
   const uint32_t nchunks = static_cast<uint32_t>((loc.size - 1) / chunk_size_) + 1;
-  // Claim and queue every missing run, then wait for each chunk in order; chunks fetched by
-  // someone else meanwhile are waited on too.
-  std::vector<std::pair<uint32_t, std::shared_ptr<Pending>>> waits;
-  for (uint32_t c = 0; c < nchunks;) {
+  // At most `jobs` ranges in flight; each wait is bounded by the fetch's own deadline.
+  std::deque<PendingList> runs;
+  Status result;
+  bool cancelled = false;
+  auto wait_front = [&] {
+    for (auto& p : runs.front()) {
+      std::unique_lock lock(p->mu);
+      p->cv.wait(lock, [&] { return p->done; });
+      if (!p->status.ok()) {
+        if (result.ok()) result = p->status;
+      } else if (!cancelled && progress && !progress(p->data->size())) {
+        cancelled = true;
+      }
+    }
+    runs.pop_front();
+  };
+  for (uint32_t c = 0; c < nchunks && !cancelled && result.ok();) {
     if (store_.contains(cid, c)) {
       ++c;
       continue;
     }
     if (auto p = find_inflight(cid, c)) {
-      waits.emplace_back(c++, p);
-      continue;
+      runs.push_back({p});
+      ++c;
+    } else {
+      PendingList claimed = claim(cid, c, std::min(c + unit, nchunks));
+      if (claimed.empty()) continue;
+      runs.push_back(claimed);
+      uint32_t first = c;
+      c += static_cast<uint32_t>(claimed.size());
+      pool_.submit([this, loc, cid, first, claimed = std::move(claimed)]() mutable {
+        fetch_run(loc, cid, first, std::move(claimed));
+      });
     }
-    PendingList claimed = claim(cid, c, std::min(c + unit, nchunks));
-    if (claimed.empty()) continue;
-    for (size_t i = 0; i < claimed.size(); ++i) waits.emplace_back(c + i, claimed[i]);
-    uint32_t first = c;
-    c += static_cast<uint32_t>(claimed.size());
-    pool_.submit([this, loc, cid, first, claimed = std::move(claimed)]() mutable {
-      fetch_run(loc, cid, first, std::move(claimed));
-    });
+    while (runs.size() >= std::max(1u, jobs)) wait_front();
   }
-  Status result;
-  for (auto& [index, p] : waits) {
-    std::unique_lock lock(p->mu);
-    // Each chunk gets the fetch deadline plus the time queued behind the pool.
-    p->cv.wait(lock, [&] { return p->done; });
-    if (!p->status.ok() && result.ok()) result = p->status;
-    if (p->status.ok() && progress) progress(p->data->size());
-  }
+  while (!runs.empty()) wait_front();
+  if (cancelled && result.ok()) return {Code::kCancelled, "cancelled"};
   return result;
 }
 

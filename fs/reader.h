@@ -67,9 +67,10 @@ class Reader {
   // Reads [offset, offset + size) clipped to the file into *out.
   Status read(OpenFile& file, uint64_t offset, size_t size, std::string* out);
 
-  // Makes every chunk of the file present (prefetch). progress gets bytes as chunks land.
-  Status fetch_all(const fetch::FileLocation& loc, const std::string& content_id,
-                   const std::function<void(uint64_t)>& progress);
+  // Makes every chunk of the file present (prefetch) with up to `jobs` ranges in flight.
+  // progress gets the bytes of each chunk as it lands; returning false cancels (kCancelled).
+  Status fetch_all(const fetch::FileLocation& loc, const std::string& content_id, unsigned jobs,
+                   const std::function<bool(uint64_t)>& progress);
 
   ReaderStats stats() const;
 

@@ -63,7 +63,8 @@ bool IsCommitSha(const std::string& s) {
 }
 
 bool IsValidOrgName(const std::string& name) {
-  return fetch::IsValidRepoId(name + "/x");
+  // Hub user and org names have no '.', which keeps probes like "autorun.inf" or ".git" local.
+  return name.find('.') == std::string::npos && fetch::IsValidRepoId(name + "/x");
 }
 
 bool ParseRepoSpec(const std::string& org, const std::string& entry, std::string* repo_id,

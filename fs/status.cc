@@ -14,6 +14,7 @@ const char* CodeName(Code code) {
     case Code::kNoSpace: return "no space";
     case Code::kInvalid: return "invalid";
     case Code::kNoData: return "no data";
+    case Code::kCancelled: return "cancelled";
   }
   return "unknown";
 }

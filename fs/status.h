@@ -17,6 +17,7 @@ enum class Code {
   kNoSpace,      // the cache cannot hold the data (ENOSPC to a reader is wrong; adapter: EIO)
   kInvalid,      // malformed request (EINVAL)
   kNoData,       // no such extended attribute (ENODATA)
+  kCancelled,    // the caller stopped the operation (EINTR)
 };
 
 class Status {

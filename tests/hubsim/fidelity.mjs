@@ -5,7 +5,8 @@
 // Without --hub it starts tests/hubsim/hubsim.py on DIR itself (and stops it at the end).
 // The client is the reference: when a call fails because the simulator deviates from the
 // Hub, the simulator is what gets fixed. Functions exercised: listFiles, downloadFile,
-// fileDownloadInfo, modelInfo, pathsInfo, snapshotDownload (and WebBlob range slices).
+// fileDownloadInfo, modelInfo (with additionalFields), pathsInfo, snapshotDownload, and
+// WebBlob range slices (blob.slice().arrayBuffer()).
 // Closes with "N passed, M failed"; exits non-zero on any failure.
 
 import { createRequire } from "node:module";
@@ -46,15 +47,12 @@ function check(cond, what, detail = "") {
 		console.log(`FAIL ${what}${detail ? ": " + detail : ""}`);
 	}
 }
-async function expectError(promise, status, what, code) {
+async function expectError(promise, status, what) {
 	try {
 		const r = await promise;
 		check(false, what, `expected HTTP ${status}, got success (${typeof r})`);
 	} catch (e) {
 		check(e.statusCode === status, what, `expected ${status}, got ${e.statusCode}: ${e.message}`);
-	}
-	if (code) {
-		// the client hides X-Error-Code: check it with a plain request
 	}
 }
 const sha256 = (buf) => createHash("sha256").update(Buffer.from(buf)).digest("hex");
@@ -102,9 +100,6 @@ function limitedFetch(limit, pages) {
 // ------------------------------------------------------------------ helpers
 function commitOf(repo, rev) {
 	return repo.branches[rev] ?? repo.tags[rev] ?? repo.refs?.[rev] ?? rev;
-}
-function visible(repo) {
-	return true; // with the full token every fixture repo is visible and approved
 }
 async function pool(items, n, fn) {
 	let i = 0;
@@ -230,6 +225,12 @@ async function checkInfo(repo) {
 		check(info.sha === commitOf(repo, rev) && info.name === repo.id, `${repo.id} modelInfo@${rev}`, JSON.stringify(info));
 		check(info.private === repo.private && info.gated === repo.gated, `${repo.id} modelInfo flags`);
 	}
+	const extra = await modelInfo({ name: repo.id, hubUrl, accessToken: FULL, additionalFields: ["safetensors", "filePaths", "lastModified"] });
+	const mainFiles = repo.commits[repo.branches.main].files.map((f) => f.path);
+	check(JSON.stringify(extra.filePaths) === JSON.stringify(mainFiles), `${repo.id} modelInfo filePaths`);
+	check(extra.updatedAt.toISOString() === repo.commits[repo.branches.main].date, `${repo.id} modelInfo lastModified`);
+	if (repo.expect?.parameters)
+		check(extra.safetensors?.total === repo.expect.parameters, `${repo.id} modelInfo safetensors.total`, JSON.stringify(extra.safetensors));
 	const commit = repo.commits[repo.branches.main];
 	const paths = [...commit.files.slice(0, 3).map((f) => f.path), ...Object.keys(commit.dirs).slice(0, 1), "missing.txt"];
 	const got = await pathsInfo({ repo: repo.id, hubUrl, paths, revision: "main", expand: true, accessToken: FULL });

@@ -443,7 +443,7 @@ def content_type(path):
     ext = path.rsplit(".", 1)[-1].lower() if "." in path else ""
     if ext == "json":
         return "application/json; charset=utf-8"
-    if ext in ("txt", "md", "py", "yaml", "yml", "gitattributes") or path.endswith(".gitattributes"):
+    if ext in ("txt", "md", "py", "yaml", "yml", "gitattributes"):
         return "text/plain; charset=utf-8"
     return "application/octet-stream"
 
@@ -454,10 +454,17 @@ def header_safe(s):
 
 
 class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+    protocol_version = "HTTP/1.1"  # keep-alive; every response carries Content-Length
+    timeout = 120  # idle keep-alive connections are closed after this
+
     def version_string(self):
         return "hubsim/1.0"
-    timeout = 120  # idle keep-alive connections are closed after this
+
+    def setup(self):
+        super().setup()
+        # headers and body leave in separate writes: without NODELAY, Nagle + delayed ACK
+        # add ~40 ms to every small keep-alive response
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     # ---- plumbing
     @property
@@ -503,7 +510,11 @@ class Handler(BaseHTTPRequestHandler):
     def dispatch(self, method):
         self.method = method
         try:
-            self.body = self.read_body()
+            try:
+                self.body = self.read_body()
+            except ValueError:  # unparsable Content-Length or chunk size
+                self.close_connection = True
+                return self.reply(400, "Bad request body")
             raw_path, _, query = self.path.partition("?")
             self.query = urllib.parse.parse_qs(query, keep_blank_values=True)
             self.raw_segments = raw_path.split("/")[1:]
@@ -565,11 +576,12 @@ class Handler(BaseHTTPRequestHandler):
     def send_status_fault(self, fault):
         status = int(fault.spec.get("status", 503))
         headers = []
-        if status == 429:
+        if status == 429:  # the Hub sends Retry-After and/or the IETF RateLimit headers
             wait = int(fault.spec.get("retry_after", 1))
-            if fault.spec.get("retry_after") is not None or not fault.spec.get("ratelimit"):
+            which = fault.spec.get("headers", ["retry-after", "ratelimit"])
+            if "retry-after" in which:
                 headers.append(("Retry-After", str(wait)))
-            if fault.spec.get("ratelimit", True):
+            if "ratelimit" in which:
                 kind = "resolvers" if "/resolve/" in self.target else "api"
                 headers.append(("RateLimit", f'"{kind}";r=0;t={wait}'))
                 headers.append(("RateLimit-Policy", f'"fixed window";"{kind}";q=500;w=300'))

@@ -389,12 +389,16 @@ class HubsimTest(unittest.TestCase):
         self.assertEqual((r.status, r.h("Retry-After")), (429, "7"))
         self.assertEqual(r.h("RateLimit"), '"api";r=0;t=7')
         self.assertIn("RateLimit-Policy".lower(), r.headers)
+        sim("fault", {"kind": "status", "status": 429, "retry_after": 3, "headers": ["ratelimit"]})
+        r = hub(f"/{EDGE}/resolve/main/small.txt")
+        self.assertEqual((r.status, r.h("Retry-After"), r.h("RateLimit")),
+                         (429, None, '"resolvers";r=0;t=3'))
         # CDN requests get status faults too
         loc = hub(f"/{EDGE}/resolve/main/exact-4MiB.bin").h("Location")
         sim("fault", {"kind": "status", "status": 500, "port": "cdn"})
         self.assertEqual(request(loc).status, 500)
         self.assertEqual(request(loc, headers={"Range": "bytes=0-0"}).status, 206)
-        self.assertEqual(sim("counters")["faults_fired"], 4)
+        self.assertEqual(sim("counters")["faults_fired"], 5)
 
     def test_fault_body(self):
         e = fentry(EDGE, "exact-4MiB.bin")

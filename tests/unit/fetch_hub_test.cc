@@ -4,14 +4,19 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -74,11 +79,17 @@ class Sha256 {
   std::unique_ptr<EVP_MD_CTX, Free> ctx_;
 };
 
-double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+double Seconds(Clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
 
 class HubClientTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() { sim_ = new HubSim(); }
+  static void SetUpTestSuite() {
+    HubSim::Options o;
+    o.page_size = 50;  // the page counts below assume it
+    sim_ = new HubSim(o);
+  }
   static void TearDownTestSuite() {
     delete sim_;
     sim_ = nullptr;
@@ -312,7 +323,7 @@ TEST_F(HubClientTest, ListTreeFollowsPaginationAndMatchesManifest) {
     ExpectTreeMatchesManifest(tree, mc);
     const size_t total = mc["files"].size() + mc["dirs"].size();
     const int64_t pages = Counter(sim_->counters(), "tree");
-    EXPECT_EQ(pages, static_cast<int64_t>((total + 49) / 50)) << repo;  // default page: 50
+    EXPECT_EQ(pages, static_cast<int64_t>((total + 49) / 50)) << repo;
   }
 }
 
@@ -339,8 +350,8 @@ TEST_F(HubClientTest, ListTreeWithTinyPages) {
 
 TEST_F(HubClientTest, ReadSmallGitFileExact) {
   HubClient c(Options());
-  for (const char* path : {"small.txt", "dir with spaces/naïve café ✓.txt",
-                           "nested/deep/a/b/c.txt", ".gitattributes"}) {
+  for (const char* path : {"small.txt", "dir with spaces/naïve café ✓.txt", "nested/deep/a/b/c.txt",
+                           ".gitattributes"}) {
     FileLocation f = File(kEdge, path);
     const std::string want = Local(f);
     std::string out;
@@ -504,7 +515,7 @@ TEST_F(HubClientTest, RateLimitRetryAfterIsHonoured) {
   // Only the RateLimit header (t=1).
   sim_->fault({{"kind", "status"},
                {"status", 429},
-               {"ratelimit", true},
+               {"headers", {"ratelimit"}},
                {"count", 1},
                {"match", "/api/models"}});
   RepoInfo info;
@@ -697,9 +708,9 @@ TEST_F(HubClientTest, OfflineMakesNoRequest) {
   EXPECT_EQ(Read(c, File(kEdge, "small.txt"), 0, 5, &out).code(), Code::kOffline);
   EXPECT_EQ(c.counters().requests, 0u);
   auto cnt = sim_->counters();
-  EXPECT_EQ(Counter(cnt, "api") + Counter(cnt, "tree") + Counter(cnt, "resolve") +
-                Counter(cnt, "cdn"),
-            0);
+  EXPECT_EQ(
+      Counter(cnt, "api") + Counter(cnt, "tree") + Counter(cnt, "resolve") + Counter(cnt, "cdn"),
+      0);
 }
 
 TEST_F(HubClientTest, ConnectionRefusedIsNetworkErrorWithinDeadline) {
@@ -777,6 +788,360 @@ TEST_F(HubClientTest, RangesOfOldCommitsAndBranches) {
     ASSERT_TRUE(s.ok()) << branch << ": " << s.ToString();
     EXPECT_EQ(Sha256Hex(out), (*sim_->file(kVersioned, f.commit, f.path))["sha256"]) << branch;
   }
+}
+
+// ---------------------------------------------------------------------------- hostile servers
+// The simulator plays by the rules; these cases need a server that does not. ScriptedServer
+// answers each request (one per connection) with whatever its handler returns.
+
+class ScriptedServer {
+ public:
+  struct Req {
+    std::string target;
+    std::map<std::string, std::string> headers;  // lowercase names
+  };
+  using Handler = std::function<std::string(const Req&)>;
+
+  explicit ScriptedServer(Handler handler) : handler_(std::move(handler)) {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    socklen_t len = sizeof addr;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    listen(fd_, 16);
+    thread_ = std::thread([this] { Loop(); });
+  }
+  ~ScriptedServer() {
+    stop_ = true;
+    thread_.join();
+    close(fd_);
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  std::vector<Req> requests() const {
+    std::lock_guard lock(mu_);
+    return requests_;
+  }
+
+  static std::string Response(int status, const std::vector<std::string>& headers,
+                              const std::string& body, bool content_length = true) {
+    std::string r = "HTTP/1.1 " + std::to_string(status) + " X\r\nConnection: close\r\n";
+    for (const auto& h : headers) r += h + "\r\n";
+    if (content_length) r += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+    return r + "\r\n" + body;
+  }
+
+ private:
+  void Loop() {
+    while (!stop_) {
+      pollfd p{fd_, POLLIN, 0};
+      if (poll(&p, 1, 50) <= 0) continue;
+      const int c = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) continue;
+      timeval tv{5, 0};
+      setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+      std::string head;
+      char buf[4096];
+      while (head.find("\r\n\r\n") == std::string::npos) {
+        const ssize_t n = recv(c, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        head.append(buf, static_cast<size_t>(n));
+      }
+      Req req;
+      std::istringstream in(head);
+      std::string line;
+      std::getline(in, line);
+      const size_t a = line.find(' ');
+      const size_t b = line.find(' ', a + 1);
+      if (a != std::string::npos && b != std::string::npos)
+        req.target = line.substr(a + 1, b - a - 1);
+      while (std::getline(in, line) && line != "\r") {
+        const size_t colon = line.find(':');
+        if (colon == std::string::npos) continue;
+        std::string name = line.substr(0, colon);
+        for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        std::string value = line.substr(colon + 1);
+        while (!value.empty() && (value.front() == ' ')) value.erase(0, 1);
+        while (!value.empty() && (value.back() == '\r' || value.back() == ' ')) value.pop_back();
+        req.headers[name] = value;
+      }
+      {
+        std::lock_guard lock(mu_);
+        requests_.push_back(req);
+      }
+      const std::string out = handler_(req);
+      size_t sent = 0;
+      while (sent < out.size()) {
+        const ssize_t n = send(c, out.data() + sent, out.size() - sent, MSG_NOSIGNAL);
+        if (n <= 0) break;
+        sent += static_cast<size_t>(n);
+      }
+      shutdown(c, SHUT_WR);
+      close(c);
+    }
+  }
+
+  Handler handler_;
+  int fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  mutable std::mutex mu_;
+  std::vector<Req> requests_;  // guarded by mu_
+  std::thread thread_;
+};
+
+const std::string kCommit(40, 'c');
+const std::string kEtag(64, 'e');
+
+std::string Payload() {
+  std::string p;
+  for (int i = 0; i < 100; ++i) p.push_back(static_cast<char>('A' + i % 26));
+  return p;
+}
+
+HubOptions FakeOptions(const std::string& endpoint) {
+  HubOptions o;
+  o.endpoint = endpoint;
+  o.token = "hf_secret_token";
+  o.connect_timeout = milliseconds(1000);
+  o.stall_timeout = milliseconds(2000);
+  o.deadline = milliseconds(10000);
+  o.max_attempts = 2;
+  o.backoff_initial = milliseconds(10);
+  o.backoff_max = milliseconds(20);
+  return o;
+}
+
+FileLocation FakeFile() {
+  FileLocation f;
+  f.repo_id = "org/name";
+  f.commit = kCommit;
+  f.path = "f.bin";
+  f.size = 100;
+  f.etag = kEtag;
+  return f;
+}
+
+// A CDN answering ranges of Payload() correctly.
+std::string GoodCdn(const ScriptedServer::Req& r) {
+  const std::string p = Payload();
+  unsigned long first = 0, last = 0;
+  if (std::sscanf(r.headers.count("range") ? r.headers.at("range").c_str() : "", "bytes=%lu-%lu",
+                  &first, &last) != 2) {
+    return ScriptedServer::Response(200, {"ETag: \"" + kEtag + "\""}, p);
+  }
+  return ScriptedServer::Response(
+      206,
+      {"ETag: \"" + kEtag + "\"",
+       "Content-Range: bytes " + std::to_string(first) + "-" + std::to_string(last) + "/100"},
+      p.substr(first, last - first + 1));
+}
+
+TEST(HubClientHostile, AuthGoesToTheHubOnlyAndRedirectIsChecked) {
+  ScriptedServer cdn(GoodCdn);
+  ScriptedServer hub([&](const ScriptedServer::Req&) {
+    return ScriptedServer::Response(
+        302,
+        {"Location: " + cdn.url() + "/blob?sig=1", "X-Repo-Commit: " + kCommit,
+         "X-Linked-Etag: \"" + kEtag + "\"", "X-Linked-Size: 100"},
+        "Found.");
+  });
+  HubClient c(FakeOptions(hub.url()));
+  std::string out;
+  Status s = c.read_range(FakeFile(), 10, 20, [&](const char* d, size_t n) {
+    out.append(d, n);
+    return true;
+  });
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(out, Payload().substr(10, 20));
+  ASSERT_EQ(hub.requests().size(), 1u);
+  EXPECT_EQ(hub.requests()[0].headers["authorization"], "Bearer hf_secret_token");
+  EXPECT_EQ(hub.requests()[0].target, "/org/name/resolve/" + kCommit + "/f.bin");
+  ASSERT_EQ(cdn.requests().size(), 1u);
+  EXPECT_EQ(cdn.requests()[0].headers.count("authorization"), 0u);
+  EXPECT_EQ(cdn.requests()[0].headers["range"], "bytes=10-29");
+}
+
+std::function<std::string(const ScriptedServer::Req&)> RedirectTo(std::string location,
+                                                                  bool with_commit = true) {
+  return [location, with_commit](const ScriptedServer::Req&) {
+    std::vector<std::string> h = {"Location: " + location};
+    if (with_commit) h.push_back("X-Repo-Commit: " + kCommit);
+    return ScriptedServer::Response(302, h, "");
+  };
+}
+
+Status ReadFake(const std::string& endpoint) {
+  HubClient c(FakeOptions(endpoint));
+  return c.read_range(FakeFile(), 0, 10, [](const char*, size_t) { return true; });
+}
+
+TEST(HubClientHostile, BadRedirectTargetsAreProtocolErrors) {
+  for (const char* loc :
+       {"file:///etc/passwd", "ftp://127.0.0.1/x", "gopher://x/", "", "http://"}) {
+    ScriptedServer hub(RedirectTo(loc));
+    Status s = ReadFake(hub.url());
+    EXPECT_EQ(s.code(), Code::kProtocol) << loc << ": " << s.ToString();
+  }
+}
+
+TEST(HubClientHostile, RedirectLoopAndTooManyHops) {
+  ScriptedServer loop_cdn([](const ScriptedServer::Req&) {
+    return ScriptedServer::Response(302, {"Location: /blob"}, "");
+  });
+  ScriptedServer hub(RedirectTo(loop_cdn.url() + "/blob"));
+  Status s = ReadFake(hub.url());
+  EXPECT_EQ(s.code(), Code::kProtocol) << s.ToString();
+
+  std::atomic<int> n{0};
+  ScriptedServer chain_cdn([&n](const ScriptedServer::Req&) {
+    return ScriptedServer::Response(302, {"Location: /hop" + std::to_string(++n)}, "");
+  });
+  ScriptedServer hub2(RedirectTo(chain_cdn.url() + "/hop0"));
+  s = ReadFake(hub2.url());
+  EXPECT_EQ(s.code(), Code::kProtocol) << s.ToString();
+  EXPECT_LE(chain_cdn.requests().size(), 6u);
+}
+
+TEST(HubClientHostile, ResolveWithoutRepoCommitIsNotTheHub) {
+  ScriptedServer cdn(GoodCdn);
+  ScriptedServer hub(RedirectTo(cdn.url() + "/blob", /*with_commit=*/false));
+  EXPECT_EQ(ReadFake(hub.url()).code(), Code::kProtocol);
+  EXPECT_EQ(cdn.requests().size(), 0u);
+  ScriptedServer hub200([](const ScriptedServer::Req& r) {
+    std::string resp = GoodCdn(r);  // bytes, but no X-Repo-Commit
+    return resp;
+  });
+  EXPECT_EQ(ReadFake(hub200.url()).code(), Code::kProtocol);
+}
+
+TEST(HubClientHostile, WrongContentRangeIsProtocolError) {
+  for (const std::string cr : {"bytes 1-10/100", "bytes 0-9/101", "bytes 0-9/*", ""}) {
+    ScriptedServer hub([&cr](const ScriptedServer::Req&) {
+      std::vector<std::string> h = {"X-Repo-Commit: " + kCommit, "ETag: \"" + kEtag + "\""};
+      if (!cr.empty()) h.push_back("Content-Range: " + cr);
+      return ScriptedServer::Response(206, h, Payload().substr(0, 10));
+    });
+    EXPECT_EQ(ReadFake(hub.url()).code(), Code::kProtocol) << cr;
+  }
+}
+
+TEST(HubClientHostile, TruncatedBodyResumesFromTheLastByte) {
+  std::atomic<int> calls{0};
+  ScriptedServer hub([&calls](const ScriptedServer::Req& r) {
+    const std::string p = Payload();
+    std::vector<std::string> h = {"X-Repo-Commit: " + kCommit, "ETag: \"" + kEtag + "\""};
+    if (++calls == 1) {  // promises 100 bytes, sends 40, closes
+      h.push_back("Content-Range: bytes 0-99/100");
+      h.push_back("Content-Length: 100");
+      return ScriptedServer::Response(206, h, p.substr(0, 40), /*content_length=*/false);
+    }
+    EXPECT_EQ(r.headers.at("range"), "bytes=40-99");
+    h.push_back("Content-Range: bytes 40-99/100");
+    return ScriptedServer::Response(206, h, p.substr(40));
+  });
+  HubClient c(FakeOptions(hub.url()));
+  std::string out;
+  Status s = c.read_range(FakeFile(), 0, 100, [&](const char* d, size_t n) {
+    out.append(d, n);
+    return true;
+  });
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(out, Payload());
+  EXPECT_EQ(calls.load(), 2);
+}
+
+TEST(HubClientHostile, NoResponseIsAStall) {
+  ScriptedServer hub([](const ScriptedServer::Req&) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(3500));
+    return std::string();
+  });
+  HubOptions o = FakeOptions(hub.url());
+  o.stall_timeout = milliseconds(500);
+  o.connect_timeout = milliseconds(500);
+  o.max_attempts = 1;
+  HubClient c(o);
+  const auto t0 = Clock::now();
+  Status s = c.read_range(FakeFile(), 0, 10, [](const char*, size_t) { return true; });
+  EXPECT_EQ(s.code(), Code::kTimeout) << s.ToString();
+  EXPECT_LT(Seconds(Clock::now() - t0), 1.0 + 1.5);
+}
+
+std::string TreeJson(const std::vector<std::string>& entries) {
+  std::string j = "[";
+  for (size_t i = 0; i < entries.size(); ++i) j += (i ? "," : "") + entries[i];
+  return j + "]";
+}
+
+std::string TreeFile(const std::string& path) {
+  return R"({"type":"file","oid":")" + std::string(40, '1') + R"(","size":5,"path":")" + path +
+         R"("})";
+}
+
+std::string TreeDir(const std::string& path) {
+  return R"({"type":"directory","oid":")" + std::string(40, '2') + R"(","size":0,"path":")" + path +
+         R"("})";
+}
+
+TEST(HubClientHostile, TreeIsCleanedUp) {
+  ScriptedServer hub([](const ScriptedServer::Req& r) {
+    if (r.target.find("cursor=2") == std::string::npos) {
+      return ScriptedServer::Response(
+          200, {R"(Link: </api/models/org/name/tree/main?cursor=2>; rel="next")"},
+          TreeJson({TreeFile("a/b.txt"), TreeFile("x"), TreeFile("../evil"), TreeFile("c")}));
+    }
+    return ScriptedServer::Response(200, {},
+                                    TreeJson({TreeFile("a/b.txt"), TreeDir("x"), TreeFile("x/y"),
+                                              TreeDir("c"), TreeFile("/abs"), TreeFile("d/e/f")}));
+  });
+  HubClient c(FakeOptions(hub.url()));
+  std::vector<TreeEntry> tree;
+  Status s = c.list_tree("org/name", "main", &tree);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  std::vector<std::string> got;
+  for (const auto& e : tree) got.push_back(e.path + (e.is_dir ? "/" : ""));
+  EXPECT_EQ(got,
+            (std::vector<std::string>{"a/", "a/b.txt", "c/", "d/", "d/e/", "d/e/f", "x/", "x/y"}));
+  ASSERT_EQ(hub.requests().size(), 2u);
+  EXPECT_EQ(hub.requests()[0].target,
+            "/api/models/org/name/tree/main?recursive=true&expand=false&limit=1000");
+  EXPECT_EQ(hub.requests()[0].headers["authorization"], "Bearer hf_secret_token");
+}
+
+TEST(HubClientHostile, PaginationLeavingTheHubOrLoopingIsRejected) {
+  ScriptedServer other(
+      [](const ScriptedServer::Req&) { return ScriptedServer::Response(200, {}, "[]"); });
+  ScriptedServer hub([&other](const ScriptedServer::Req&) {
+    return ScriptedServer::Response(200, {"Link: <" + other.url() + "/page2>; rel=\"next\""},
+                                    TreeJson({TreeFile("a")}));
+  });
+  HubClient c(FakeOptions(hub.url()));
+  std::vector<TreeEntry> tree;
+  EXPECT_EQ(c.list_tree("org/name", "main", &tree).code(), Code::kProtocol);
+  EXPECT_EQ(other.requests().size(), 0u);
+
+  ScriptedServer looping([](const ScriptedServer::Req& r) {
+    const std::string next = r.target.find("cursor=1") == std::string::npos ? "1" : "0";
+    return ScriptedServer::Response(
+        200, {"Link: </api/models/org/name/tree/main?cursor=" + next + ">; rel=\"next\""},
+        TreeJson({TreeFile("a")}));
+  });
+  HubClient c2(FakeOptions(looping.url()));
+  EXPECT_EQ(c2.list_tree("org/name", "main", &tree).code(), Code::kProtocol);
+  EXPECT_LE(looping.requests().size(), 3u);
+}
+
+TEST(HubClientHostile, GarbageMetadataIsProtocolError) {
+  ScriptedServer hub([](const ScriptedServer::Req&) {
+    return ScriptedServer::Response(200, {}, "<html>not json</html>");
+  });
+  HubClient c(FakeOptions(hub.url()));
+  RepoInfo info;
+  EXPECT_EQ(c.repo_info("org/name", "", &info).code(), Code::kProtocol);
+  std::vector<TreeEntry> tree;
+  EXPECT_EQ(c.list_tree("org/name", "main", &tree).code(), Code::kProtocol);
 }
 
 }  // namespace

@@ -29,11 +29,16 @@ std::string FileEntry(const std::string& path, const std::string& size = "10") {
 TEST(ParseTreePage, FilesDirectoriesAndLfs) {
   size_t skipped = 0;
   auto e = Parse(R"([
-    {"type":"directory","oid":")" + kOid + R"(","size":0,"path":"sub"},
-    {"type":"file","oid":")" + kOid + R"(","size":12,"path":"sub/a.txt"},
-    {"type":"file","oid":")" + kOid + R"(","size":134,"path":"model.bin",
-     "lfs":{"oid":")" + kSha + R"(","size":5000000000,"pointerSize":134},
-     "xetHash":")" + kSha + R"("}
+    {"type":"directory","oid":")" +
+                     kOid + R"(","size":0,"path":"sub"},
+    {"type":"file","oid":")" +
+                     kOid + R"(","size":12,"path":"sub/a.txt"},
+    {"type":"file","oid":")" +
+                     kOid + R"(","size":134,"path":"model.bin",
+     "lfs":{"oid":")" +
+                     kSha + R"(","size":5000000000,"pointerSize":134},
+     "xetHash":")" + kSha +
+                     R"("}
   ])",
                  &skipped);
   ASSERT_EQ(e.size(), 3u);
@@ -57,10 +62,10 @@ TEST(ParseTreePage, EmptyPage) {
 TEST(ParseTreePage, AppendsAndAccumulatesSkipped) {
   std::vector<TreeEntry> out;
   size_t skipped = 0;
-  ASSERT_TRUE(ParseTreePage("[" + FileEntry("a") + "," + FileEntry("../x") + "]", &out, &skipped)
-                  .ok());
-  ASSERT_TRUE(ParseTreePage("[" + FileEntry("b") + "," + FileEntry("/abs") + "]", &out, &skipped)
-                  .ok());
+  ASSERT_TRUE(
+      ParseTreePage("[" + FileEntry("a") + "," + FileEntry("../x") + "]", &out, &skipped).ok());
+  ASSERT_TRUE(
+      ParseTreePage("[" + FileEntry("b") + "," + FileEntry("/abs") + "]", &out, &skipped).ok());
   ASSERT_EQ(out.size(), 2u);
   EXPECT_EQ(out[1].path, "b");
   EXPECT_EQ(skipped, 2u);
@@ -70,9 +75,8 @@ TEST(ParseTreePage, AppendsAndAccumulatesSkipped) {
 
 TEST(ParseTreePage, HostilePathsAreSkipped) {
   const std::vector<std::string> bad = {
-      "..",          "../etc/passwd", "a/../../b", "/etc/passwd", "a//b", "a/",   "",
-      ".",           "./a",           "a/./b",     "a\\u0000b",   "a\\nb", "\\u007f",
-      "a/\\u0001/b", "a\\tb",
+      "..",  "../etc/passwd", "a/../../b", "/etc/passwd", "a//b",    "a/",          "",      ".",
+      "./a", "a/./b",         "a\\u0000b", "a\\nb",       "\\u007f", "a/\\u0001/b", "a\\tb",
   };
   for (const auto& p : bad) {
     size_t skipped = 0;
@@ -115,7 +119,8 @@ TEST(ParseTreePage, BadSizesAndFieldsAreSkipped) {
       R"({"type":"file","oid":")" + kOid + R"(","size":1,"path":7})",
       R"({"type":"symlink","oid":")" + kOid + R"(","size":1,"path":"s"})",
       R"({"oid":")" + kOid + R"(","size":1,"path":"notype"})",
-      R"({"type":"file","oid":")" + kOid + R"(","size":1,"path":"l","lfs":{"oid":"short","size":1}})",
+      R"({"type":"file","oid":")" + kOid +
+          R"(","size":1,"path":"l","lfs":{"oid":"short","size":1}})",
       R"({"type":"file","oid":")" + kOid + R"(","size":1,"path":"l","lfs":{"oid":")" + kSha +
           R"(","size":-5}})",
       R"({"type":"file","oid":")" + kOid + R"(","size":1,"path":"l","lfs":{"size":5}})",
@@ -309,12 +314,12 @@ TEST(Encode, Path) {
 }
 
 TEST(IsSafeRelativePath, Cases) {
-  for (const char* good : {"a", "a/b", "a.b", "...", "..a", "a..", ".a/b", "naïve café ✓.txt",
-                           "a b/c d", "x\\y"}) {
+  for (const char* good :
+       {"a", "a/b", "a.b", "...", "..a", "a..", ".a/b", "naïve café ✓.txt", "a b/c d", "x\\y"}) {
     EXPECT_TRUE(IsSafeRelativePath(good)) << good;
   }
-  for (const char* bad : {"", "/", "/a", "a/", "a//b", ".", "..", "a/..", "../a", "a/./b",
-                          "a\nb", "a\x7f", "\t"}) {
+  for (const char* bad :
+       {"", "/", "/a", "a/", "a//b", ".", "..", "a/..", "../a", "a/./b", "a\nb", "a\x7f", "\t"}) {
     EXPECT_FALSE(IsSafeRelativePath(bad)) << bad;
   }
   EXPECT_FALSE(IsSafeRelativePath(std::string("a\0b", 3)));
@@ -333,10 +338,9 @@ TEST(IsValidRepoId, Cases) {
        {"org/name", "modelfs-test/tiny-safetensors", "a/b", "A_1/b.c-d", "o/n.", "o/n_"}) {
     EXPECT_TRUE(IsValidRepoId(good)) << good;
   }
-  for (const char* bad :
-       {"", "gpt2", "/", "org/", "/name", "org/name/x", ".org/name", "org/.name", "-org/name",
-        "org/-name", "org/na..me", "org/na me", "org/na%20me", "org/naïve", "org\\name",
-        "org/name\n"}) {
+  for (const char* bad : {"", "gpt2", "/", "org/", "/name", "org/name/x", ".org/name", "org/.name",
+                          "-org/name", "org/-name", "org/na..me", "org/na me", "org/na%20me",
+                          "org/naïve", "org\\name", "org/name\n"}) {
     EXPECT_FALSE(IsValidRepoId(bad)) << bad;
   }
   EXPECT_TRUE(IsValidRepoId(std::string(96, 'a') + "/" + std::string(96, 'b')));

@@ -164,18 +164,12 @@ class HubSim {
     }
     run_dir_ = tmpl;
     const std::string ready = run_dir_ + "/ready.json";
-    std::vector<std::string> args = {"python3",
-                                     SourceDir() + "/tests/hubsim/hubsim.py",
-                                     "--fixtures",
-                                     fixtures_dir_,
-                                     "--host",
-                                     "127.0.0.1",
-                                     "--port",
-                                     "0",
-                                     "--cdn-port",
-                                     "0",
-                                     "--ready-file",
-                                     ready};
+    std::vector<std::string> args = {"python3",      SourceDir() + "/tests/hubsim/hubsim.py",
+                                     "--fixtures",   fixtures_dir_,
+                                     "--host",       "127.0.0.1",
+                                     "--port",       "0",
+                                     "--cdn-port",   "0",
+                                     "--ready-file", ready};
     if (options_.page_size > 0) {
       args.push_back("--page-size");
       args.push_back(std::to_string(options_.page_size));
