@@ -148,6 +148,11 @@ int Execute(const CacheArgs& a, const json& request, json* final, Progress* prog
 }
 
 void PrintJson(const json& j) { std::printf("%s\n", j.dump(2).c_str()); }
+// Streaming commands print JSON lines: events, then {"event": "result", ...}.
+void PrintResultLine(json r) {
+  r["event"] = "result";
+  std::printf("%s\n", r.dump().c_str());
+}
 
 int RunPrefetch(const CacheArgs& a, bool pin) {
   if (int rc = CheckArgs(a, true)) return rc;
@@ -159,7 +164,7 @@ int RunPrefetch(const CacheArgs& a, bool pin) {
   if (rc == 0) {
     const json& r = final["result"];
     if (a.common.json) {
-      PrintJson(r);
+      PrintResultLine(r);
     } else {
       std::fprintf(stderr, "%s %d files of %s: fetched %s, %s were already cached, %.1f s\n",
                    pin ? "pinned" : "prefetched", r.value("files", 0), r.value("repo", "").c_str(),
@@ -412,7 +417,7 @@ std::vector<Runner> AddCacheCommands(CLI::App& app) {
         if (rc != 0 && !final.contains("result")) return rc;
         const json& r = final["result"];
         if (a.common.json) {
-          PrintJson(r);
+          PrintResultLine(r);
         } else {
           std::printf("verified %d files (%s): %d corrupt%s\n", r.value("checked_files", 0),
                       Bytes(r["verified_bytes"]).c_str(), r.value("corrupt_files", 0),

@@ -231,6 +231,9 @@ Status Snapshots::resolve_commit(const std::string& repo_id, const std::string& 
   fetch::Status fst = hub_.repo_info(repo_id, revision, &info);
   if (!fst.ok()) {
     Status st = FromFetch(fst);
+    if (fst.code() == fetch::Code::kRevisionNotFound) {
+      st = {Code::kNotFound, repo_id + " has no revision '" + revision + "'"};
+    }
     if (st.code() == Code::kNoAccess) {
       spdlog::warn("{}: {} ({})", repo_id, fst.message(),
                    hub_.options().token.empty()
