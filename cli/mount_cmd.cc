@@ -1,6 +1,10 @@
 // `modelfs mount` and `modelfs umount`.
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
@@ -8,13 +12,17 @@
 
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <memory>
+#include <thread>
 
 #include "cli/commands.h"
 #include "cli/settings.h"
 #include "cli/size.h"
 #include "fetch/hub_client.h"
+#include "cli/config.h"
 #include "fs/control.h"
+#include "fs/metrics.h"
 #include "fs/core.h"
 #include "fs/service.h"
 #include "fs/fuse_adapter.h"
@@ -45,6 +53,188 @@ struct MountArgs {
   bool debug_fuse = false;
   std::string control_socket;  // default <cache-dir>/control.sock
   std::string admin_group = "modelfs";
+  std::string config;          // key = value file; flags and -o win over it
+  std::string metrics;         // "127.0.0.1:9464": Prometheus text; empty: off
+  std::vector<std::string> allow, deny;
+  bool refuse_gated = false;
+  bool token_file_optional = false;  // from the config file: a missing file means anonymous
+};
+
+std::vector<std::string> SplitList(const std::string& v) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= v.size()) {
+    size_t comma = v.find(',', start);
+    std::string item = v.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    if (!item.empty()) out.push_back(item);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+// Sets one setting from the config file or -o; false with *error if the value is bad.
+bool ApplyKey(MountArgs& a, const std::string& key, const std::string& value, std::string* error) {
+  auto uint_value = [&](unsigned* out) {
+    char* end = nullptr;
+    unsigned long v = std::strtoul(value.c_str(), &end, 10);
+    if (value.empty() || *end != '\0' || v > 1000000) {
+      *error = key + " must be a number of seconds, not '" + value + "'";
+      return false;
+    }
+    *out = static_cast<unsigned>(v);
+    return true;
+  };
+  auto bool_value = [&](bool* out) {
+    if (ParseBool(value, out)) return true;
+    *error = key + " must be true or false, not '" + value + "'";
+    return false;
+  };
+  if (key == "cache_dir") a.cache_dir = value;
+  else if (key == "cache_size") a.cache_size = value;
+  else if (key == "endpoint") a.endpoint = value;
+  else if (key == "token_file") a.token_file = value;
+  else if (key == "admin_group") a.admin_group = value;
+  else if (key == "log_level") a.log_level = value;
+  else if (key == "control_socket") a.control_socket = value;
+  else if (key == "metrics") a.metrics = value;
+  else if (key == "allow") a.allow = SplitList(value);
+  else if (key == "deny") a.deny = SplitList(value);
+  else if (key == "allow_other") return bool_value(&a.allow_other);
+  else if (key == "refuse_gated") return bool_value(&a.refuse_gated);
+  else if (key == "offline") return bool_value(&a.offline);
+  else if (key == "revision_ttl") return uint_value(&a.revision_ttl);
+  else if (key == "read_timeout") return uint_value(&a.read_timeout);
+  return true;  // "config" and "mountpoint" are handled by the caller
+}
+
+// Merges, lowest first: the config file, then -o key=value options, then explicit flags.
+int MergeSettings(MountArgs& a, CLI::App* cmd) {
+  ConfigMap from_o;
+  std::vector<std::string> fuse_opts;
+  for (const auto& o : a.fuse_options) {
+    size_t eq = o.find('=');
+    std::string key = o.substr(0, eq);
+    if (IsMountKey(key)) {
+      from_o[key] = eq == std::string::npos ? "" : o.substr(eq + 1);
+    } else if (!IsIgnoredMountOption(key)) {
+      fuse_opts.push_back(o);
+    }
+  }
+  a.fuse_options = fuse_opts;
+  if (a.config.empty() && from_o.count("config")) a.config = from_o["config"];
+  ConfigMap merged;
+  std::string error;
+  if (!a.config.empty() && !ReadConfigFile(a.config, &merged, &error)) {
+    std::fprintf(stderr, "modelfs: %s\n", error.c_str());
+    return kExitUsage;
+  }
+  bool token_from_flags = cmd->get_option("--token-file")->count() > 0 || from_o.count("token_file");
+  for (auto& [k, v] : from_o) merged[k] = v;
+  static const std::map<std::string, std::string> flag_of = {
+      {"cache_dir", "--cache-dir"},   {"cache_size", "--cache-size"},   {"endpoint", "--endpoint"},
+      {"token_file", "--token-file"}, {"admin_group", "--admin-group"}, {"log_level", "--log-level"},
+      {"control_socket", "--control-socket"}, {"metrics", "--metrics"}, {"allow", "--allow"},
+      {"deny", "--deny"}, {"allow_other", "--allow-other"}, {"refuse_gated", "--refuse-gated"},
+      {"offline", "--offline"}, {"revision_ttl", "--revision-ttl"}, {"read_timeout", "--read-timeout"}};
+  for (const auto& [k, v] : merged) {
+    auto it = flag_of.find(k);
+    if (it != flag_of.end() && cmd->get_option(it->second)->count() > 0) continue;
+    if (!ApplyKey(a, k, v, &error)) {
+      std::fprintf(stderr, "modelfs: %s\n", error.c_str());
+      return kExitUsage;
+    }
+  }
+  a.token_file_optional = !a.token_file.empty() && !token_from_flags;
+  return kExitOk;
+}
+
+// Journald reads "<N>" syslog priorities at the start of each line and adds its own time.
+class SyslogPriorityFlag : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+    static constexpr const char* kPrio[] = {"<7>", "<7>", "<6>", "<4>", "<3>", "<2>", "<6>"};
+    const char* p = kPrio[static_cast<int>(msg.level)];
+    dest.append(p, p + 3);
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<SyslogPriorityFlag>();
+  }
+};
+
+void SetupLogging(bool foreground, const std::string& log_file) {
+  if (!foreground) {
+    spdlog::set_default_logger(spdlog::basic_logger_mt("modelfs", log_file));
+  } else if (std::getenv("JOURNAL_STREAM")) {
+    spdlog::set_default_logger(spdlog::stderr_logger_mt("modelfs"));
+    auto formatter = std::make_unique<spdlog::pattern_formatter>();
+    formatter->add_flag<SyslogPriorityFlag>('*').set_pattern("%*%v");
+    spdlog::set_formatter(std::move(formatter));
+  } else {
+    spdlog::set_default_logger(spdlog::stderr_color_mt("modelfs"));
+  }
+}
+
+// SIGHUP (systemctl reload) re-reads what is safe to change while mounted: log level, token,
+// access policy. Signals are blocked in every thread and taken here with sigtimedwait.
+class Reloader {
+ public:
+  Reloader(MountArgs args, fetch::HubClient& hub, fs::Core& core)
+      : args_(std::move(args)), hub_(hub), core_(core), thread_([this] { run(); }) {}
+  ~Reloader() {
+    stop_ = true;
+    thread_.join();
+  }
+
+ private:
+  void run() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    timespec ts{0, 200'000'000};
+    while (!stop_) {
+      if (sigtimedwait(&set, nullptr, &ts) == SIGHUP) reload();
+    }
+  }
+  void reload() {
+    MountArgs a = args_;
+    ConfigMap conf;
+    std::string error;
+    if (!a.config.empty()) {
+      if (!ReadConfigFile(a.config, &conf, &error)) {
+        spdlog::error("reload: {}; keeping the current settings", error);
+        return;
+      }
+      for (const auto& key : {"log_level", "token_file", "allow", "deny", "refuse_gated"}) {
+        if (conf.count(key) && !ApplyKey(a, key, conf[key], &error)) {
+          spdlog::error("reload: {}; keeping the current settings", error);
+          return;
+        }
+      }
+    }
+    auto level = spdlog::level::from_str(a.log_level);
+    if (level != spdlog::level::off || a.log_level == "off") spdlog::set_level(level);
+    Token token;
+    if (!a.token_file.empty() && access(a.token_file.c_str(), R_OK) != 0 && a.token_file_optional) {
+      a.token_file.clear();
+    }
+    if (ResolveToken(a.token_file, &token, &error)) {
+      hub_.set_token(token.value);
+    } else {
+      spdlog::error("reload: {}; keeping the current token", error);
+    }
+    core_.policy().set({a.allow, a.deny, a.refuse_gated});
+    spdlog::info("reloaded: log level {}, token from {}, {} allow / {} deny rules{}", a.log_level,
+                 token.source, a.allow.size(), a.deny.size(), a.refuse_gated ? ", gated refused" : "");
+  }
+
+  MountArgs args_;
+  fetch::HubClient& hub_;
+  fs::Core& core_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
 };
 
 // The daemon reports "mounted" or an error through this pipe, so `modelfs mount` returns only
@@ -134,7 +324,9 @@ int RunMount(const MountArgs& a) {
   }
   Token token;
   std::string error;
-  if (!ResolveToken(a.token_file, &token, &error)) {
+  MountArgs effective = a;
+  if (a.token_file_optional && access(a.token_file.c_str(), R_OK) != 0) effective.token_file.clear();
+  if (!ResolveToken(effective.token_file, &token, &error)) {
     std::fprintf(stderr, "modelfs: %s\n", error.c_str());
     return kExitUsage;
   }
@@ -153,15 +345,17 @@ int RunMount(const MountArgs& a) {
     std::fprintf(stderr, "modelfs: cannot start the background process: %s\n", std::strerror(errno));
     return kExitError;
   }
+  // Every thread started from here on inherits a blocked SIGHUP; the Reloader takes it.
+  sigset_t hup;
+  sigemptyset(&hup);
+  sigaddset(&hup, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &hup, nullptr);
   std::filesystem::create_directories(cache_dir, ec);
-  if (a.foreground) {
-    spdlog::set_default_logger(spdlog::stderr_color_mt("modelfs"));
-  } else {
-    try {
-      spdlog::set_default_logger(spdlog::basic_logger_mt("modelfs", cache_dir + "/modelfs.log"));
-    } catch (const spdlog::spdlog_ex& e) {
-      return Fail(ready, kExitError, std::string("cannot open the log file: ") + e.what());
-    }
+  ::chmod(cache_dir.c_str(), 0700);
+  try {
+    SetupLogging(a.foreground, cache_dir + "/modelfs.log");
+  } catch (const spdlog::spdlog_ex& e) {
+    return Fail(ready, kExitError, std::string("cannot open the log file: ") + e.what());
   }
   spdlog::set_level(level);
   spdlog::flush_on(spdlog::level::info);
@@ -198,10 +392,17 @@ int RunMount(const MountArgs& a) {
   core_opts.offline = offline;
   core_opts.control_socket = a.control_socket.empty() ? cache_dir + "/control.sock" : a.control_socket;
   fs::Core core(core_opts, *cache, hub);
+  core.policy().set({a.allow, a.deny, a.refuse_gated});
   fs::Service service(core);
   fs::ControlServer control(service, core_opts.control_socket,
                             {static_cast<uint32_t>(getuid()), a.admin_group, a.allow_other});
   if (fs::Status s = control.start(); !s.ok()) return Fail(ready, kExitError, s.message());
+  std::unique_ptr<fs::MetricsServer> metrics;
+  if (!a.metrics.empty()) {
+    metrics = std::make_unique<fs::MetricsServer>(core);
+    if (fs::Status s = metrics->start(a.metrics); !s.ok()) return Fail(ready, kExitUsage, s.message());
+  }
+  Reloader reloader(a, hub, core);
   spdlog::info("modelfs {} on {}: endpoint {}{}, cache {} ({} limit), token from {}", "0.1.0",
                a.mountpoint, endpoint, offline ? " (offline)" : "", cache_dir,
                FormatSize(*capacity), token.source);
@@ -274,11 +475,18 @@ Runner AddMountCommand(CLI::App& app) {
   cmd->add_flag("--debug-fuse", a->debug_fuse, "Print every FUSE request (implies -f)");
   cmd->add_option("--control-socket", a->control_socket,
                   "Unix socket for the modelfs CLI (default <cache-dir>/control.sock)");
+  cmd->add_option("--config", a->config,
+                  "Config file of key = value lines (see packaging/modelfs.conf); flags win");
+  cmd->add_option("--metrics", a->metrics, "Serve Prometheus metrics on IPv4:PORT (e.g. 127.0.0.1:9464)");
+  cmd->add_option("--allow", a->allow, "Only show repos matching these org/name globs")->delimiter(',');
+  cmd->add_option("--deny", a->deny, "Never show repos matching these org/name globs")->delimiter(',');
+  cmd->add_flag("--refuse-gated", a->refuse_gated, "Refuse gated repos even if the token may read them");
   cmd->add_option("--admin-group", a->admin_group,
                   "Group whose members may pin, unpin, gc, rm and verify (besides root and the owner)")
       ->capture_default_str();
-  return [a] {
+  return [a, cmd] {
     if (a->debug_fuse) a->foreground = true;
+    if (int rc = MergeSettings(*a, cmd)) return rc;
     return RunMount(*a);
   };
 }

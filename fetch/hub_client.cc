@@ -190,13 +190,21 @@ struct CdnEntry {
 }  // namespace
 
 struct HubClient::Impl {
-  explicit Impl(const HubOptions& o) : opt(o), transport(o.max_idle_connections) {
+  explicit Impl(const HubOptions& o) : opt(o), transport(o.max_idle_connections), token(o.token) {
     hub = http::ParseUrl(opt.endpoint);
   }
 
   const HubOptions& opt;
   std::optional<http::Url> hub;  // the endpoint; nullopt when it is not a valid http(s) URL
   http::Transport transport;
+
+  mutable std::mutex token_mu;
+  std::string token;  // guarded by token_mu; starts as opt.token, changed by set_token
+
+  std::string Token() const {
+    std::lock_guard lock(token_mu);
+    return token;
+  }
 
   std::mutex cdn_mu;
   std::unordered_map<std::string, CdnEntry> cdn;  // guarded by cdn_mu
@@ -220,7 +228,8 @@ struct HubClient::Impl {
     return s;
   }
 
-  http::Request BaseRequest(const http::Url& url, Clock::time_point deadline) const {
+  http::Request BaseRequest(const http::Url& url, Clock::time_point deadline,
+                            const std::string& bearer) const {
     http::Request req;
     req.url = url.url;
     req.deadline = deadline;
@@ -229,9 +238,7 @@ struct HubClient::Impl {
     req.ca_bundle = opt.ca_bundle;
     req.user_agent = opt.user_agent;
     // Credentials go to the Hub's own origin only, never to the CDN or any other host.
-    if (IsHub(url) && !opt.token.empty()) {
-      req.headers.push_back("Authorization: Bearer " + opt.token);
-    }
+    if (IsHub(url) && !bearer.empty()) req.headers.push_back("Authorization: Bearer " + bearer);
     return req;
   }
 
@@ -270,13 +277,14 @@ struct HubClient::Impl {
   Attempt ApiGet(const std::string& start_url, Clock::time_point deadline, const std::string& what,
                  Code not_found, http::Response* out, std::string* final_url) {
     std::string url = start_url;
+    const std::string bearer = Token();
     std::set<std::string> seen;
     for (int hop = 0;; ++hop) {
       if (hop > kMaxRedirects) return Fail(Code::kProtocol, what + ": too many redirects");
       if (!seen.insert(url).second) return Fail(Code::kProtocol, what + ": redirect loop");
       auto u = http::ParseUrl(url);
       if (!u || !IsHub(*u)) return Fail(Code::kProtocol, what + ": redirected off the Hub");
-      http::Request req = BaseRequest(*u, deadline);
+      http::Request req = BaseRequest(*u, deadline, bearer);
       req.accept_compressed = true;
       req.max_buffered_body = kMaxApiBody;
       req.headers.push_back("Accept: application/json");
@@ -296,7 +304,7 @@ struct HubClient::Impl {
         *final_url = u->url;
         return {};
       }
-      return HttpError(resp, what, not_found, !opt.token.empty());
+      return HttpError(resp, what, not_found, !bearer.empty());
     }
   }
 
@@ -401,6 +409,7 @@ Attempt HubClient::Impl::ReadAttempt(const FileLocation& f, uint64_t offset, uin
   } else {
     url = resolve_url;
   }
+  const std::string bearer = Token();
   std::set<std::string> seen;
   int hops = 0;
   bool re_resolved = false;
@@ -415,7 +424,7 @@ Attempt HubClient::Impl::ReadAttempt(const FileLocation& f, uint64_t offset, uin
     const uint64_t first = offset + *delivered;
     const uint64_t last = offset + length - 1;
     const uint64_t want = length - *delivered;
-    http::Request req = BaseRequest(*u, deadline);
+    http::Request req = BaseRequest(*u, deadline, bearer);
     req.headers.push_back("Range: bytes=" + std::to_string(first) + "-" + std::to_string(last));
     req.max_buffered_body = kMaxErrorBody;
 
@@ -533,7 +542,7 @@ Attempt HubClient::Impl::ReadAttempt(const FileLocation& f, uint64_t offset, uin
       return Retryable(Code::kNetwork, what + ": the CDN refused a fresh URL", resp.status);
     }
     return HttpError(resp, what + (from_hub ? "" : " (CDN)"), Code::kEntryNotFound,
-                     !opt.token.empty());
+                     !bearer.empty());
   }
 }
 
@@ -689,6 +698,11 @@ Status HubClient::read_range(const FileLocation& file, uint64_t offset, uint64_t
     return impl_->ReadAttempt(file, offset, length, &delivered, sink, deadline);
   });
   return impl_->Finish(std::move(s));
+}
+
+void HubClient::set_token(std::string token) {
+  std::lock_guard lock(impl_->token_mu);
+  impl_->token = std::move(token);
 }
 
 HubCounters HubClient::counters() const {

@@ -65,7 +65,7 @@ struct HubCounters {
   uint64_t requests = 0;       // HTTP requests sent (hub + CDN)
   uint64_t bytes = 0;          // body bytes of ranges received
   uint64_t retries = 0;
-  uint64_t errors = 0;         // calls that ended in an error
+  uint64_t errors = 0;         // calls that ended in an error (kCancelled is not counted)
   uint64_t redirects = 0;      // resolve calls that returned a CDN URL
 };
 
@@ -81,6 +81,8 @@ class HubClient {
 
   // Full recursive tree of a commit, following Link pagination. Invalid or duplicate entries
   // are dropped with a warning; a pagination loop is kProtocol.
+  // Output is sorted by path; every parent of an entry is present as a directory entry (added
+  // when the listing lacks it). A path listed both as a file and a directory stays a directory.
   Status list_tree(const std::string& repo_id, const std::string& commit,
                    std::vector<TreeEntry>* out);
 
@@ -89,6 +91,10 @@ class HubClient {
   // attempt resumes where the sink stopped receiving; a 200 answering a Range request is
   // handled by skipping to the wanted bytes. length 0 returns Ok without a request.
   Status read_range(const FileLocation& file, uint64_t offset, uint64_t length, const Sink& sink);
+
+  // Replaces the token for the requests that start after this call (e.g. on a config reload);
+  // empty means anonymous. Thread-safe. options().token keeps the value given at construction.
+  void set_token(std::string token);
 
   HubCounters counters() const;
   const HubOptions& options() const { return options_; }

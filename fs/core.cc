@@ -17,7 +17,7 @@ Core::Core(CoreOptions options, index::Cache& cache, fetch::HubClient& hub)
     : options_(options),
       cache_(cache),
       hub_(hub),
-      snapshots_(options_, cache.meta(), hub),
+      snapshots_(options_, cache.meta(), hub, policy_),
       reader_(options_, cache.chunks(), hub),
       started_(static_cast<int64_t>(std::time(nullptr))) {}
 

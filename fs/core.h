@@ -71,6 +71,7 @@ class Core {
   CoreStats stats() const;
   const CoreOptions& options() const { return options_; }
   Snapshots& snapshots() { return snapshots_; }
+  AccessPolicy& policy() { return policy_; }
   Reader& reader() { return reader_; }
   index::Cache& cache() { return cache_; }
   fetch::HubClient& hub() { return hub_; }
@@ -85,6 +86,7 @@ class Core {
   CoreOptions options_;
   index::Cache& cache_;
   fetch::HubClient& hub_;
+  AccessPolicy policy_;
   Snapshots snapshots_;
   InodeTable inodes_;
   Reader reader_;

@@ -9,13 +9,15 @@ namespace modelfs::fs {
 namespace {
 
 constexpr uint64_t kFirstRead = 64 << 10;
-constexpr uint32_t kGgmlMaxDims = 4;      // GGML_MAX_DIMS
-constexpr int kMaxArrayNesting = 4;       // GGUF arrays of arrays, deeper is refused
+constexpr uint32_t kGgmlMaxDims = 4;       // GGML_MAX_DIMS
+constexpr int kMaxArrayNesting = 4;        // GGUF arrays of arrays, deeper is refused
 constexpr uint64_t kMaxKeptString = 4096;  // longer architecture/name strings are skipped
 constexpr uint64_t kMaxInterestingKey = 256;
 constexpr int kMaxJsonDepth = 64;
 
-std::string Num(uint64_t v) { return std::to_string(v); }
+std::string Num(uint64_t v) {
+  return std::to_string(v);
+}
 
 // ---------------------------------------------------------------------------------------------
 // A forward-only cursor over [0, limit) of a file, buffered over RangeReader calls.
@@ -112,7 +114,7 @@ class Cursor {
 
  private:
   bool Truncated(uint64_t n, const char* what) {
-    if (limit_ < file_size_ && pos_ + n > limit_ && pos_ + n <= file_size_) {
+    if (limit_ < file_size_ && n > limit_ - pos_ && n <= file_size_ - pos_) {
       return Fail("header larger than the " + Num(kMaxModelHeaderBytes >> 20) + " MiB limit (" +
                   what + " at offset " + Num(pos_) + ")");
     }
@@ -127,7 +129,7 @@ class Cursor {
   const char* format_;
   ModelInfo* stats_;
   std::string* error_;
-  std::string buf_;     // bytes [base_, base_ + buf_.size()) of the file
+  std::string buf_;  // bytes [base_, base_ + buf_.size()) of the file
   uint64_t base_ = 0;
   uint64_t pos_ = 0;
   uint64_t next_ = kFirstRead;
@@ -190,10 +192,9 @@ bool GgmlTypeLayout(uint32_t type, uint64_t* block, uint64_t* bytes) {
     uint64_t block, bytes;
   };
   static constexpr L kLayouts[] = {
-      {0, 1, 4},     {1, 1, 2},     {2, 32, 18},   {3, 32, 20},   {6, 32, 22},
-      {7, 32, 24},   {8, 32, 34},   {10, 256, 84}, {11, 256, 110}, {12, 256, 144},
-      {13, 256, 176}, {14, 256, 210}, {24, 1, 1},   {25, 1, 2},    {26, 1, 4},
-      {27, 1, 8},    {28, 1, 8},    {30, 1, 2},
+      {0, 1, 4},   {1, 1, 2},     {2, 32, 18},    {3, 32, 20},    {6, 32, 22},    {7, 32, 24},
+      {8, 32, 34}, {10, 256, 84}, {11, 256, 110}, {12, 256, 144}, {13, 256, 176}, {14, 256, 210},
+      {24, 1, 1},  {25, 1, 2},    {26, 1, 4},     {27, 1, 8},     {28, 1, 8},     {30, 1, 2},
   };
   for (const L& l : kLayouts) {
     if (l.type == type) {
@@ -426,9 +427,9 @@ class GgufParser {
       info_->context_length = it->second;
     }
     if (has_file_type_) {
-      info_->file_type =
-          file_type_ <= UINT32_MAX ? GgufFileTypeName(static_cast<uint32_t>(file_type_))
-                                   : "ftype" + Num(file_type_);
+      info_->file_type = file_type_ <= UINT32_MAX
+                             ? GgufFileTypeName(static_cast<uint32_t>(file_type_))
+                             : "ftype" + Num(file_type_);
     }
     for (const auto& [type, s] : by_type_) {
       info_->dtypes.push_back({GgmlTypeName(type), s.count, s.parameters});
@@ -459,9 +460,9 @@ class GgufParser {
 // Bytes per element of the dtypes whose size is certain; 0 otherwise (sub-byte types...).
 uint64_t SafetensorsDtypeSize(const std::string& d) {
   static const std::map<std::string, uint64_t, std::less<>> kSizes = {
-      {"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"F8_E5M2", 1}, {"F8_E4M3", 1}, {"I16", 2},
-      {"U16", 2},  {"F16", 2}, {"BF16", 2}, {"I32", 4},    {"U32", 4},     {"F32", 4},
-      {"I64", 8},  {"U64", 8}, {"F64", 8},
+      {"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"F8_E5M2", 1}, {"F8_E4M3", 1},
+      {"I16", 2},  {"U16", 2}, {"F16", 2}, {"BF16", 2},    {"I32", 4},
+      {"U32", 4},  {"F32", 4}, {"I64", 8}, {"U64", 8},     {"F64", 8},
   };
   auto it = kSizes.find(d);
   return it == kSizes.end() ? 0 : it->second;
@@ -500,8 +501,8 @@ bool ParseSafetensors(uint64_t file_size, const RangeReader& read, ModelInfo* in
     return cur.Fail("header length " + Num(n) + " exceeds the file size " + Num(file_size));
   }
   if (n > kMaxModelHeaderBytes) {
-    return cur.Fail("header length " + Num(n) + " exceeds the " +
-                    Num(kMaxModelHeaderBytes >> 20) + " MiB limit");
+    return cur.Fail("header length " + Num(n) + " exceeds the " + Num(kMaxModelHeaderBytes >> 20) +
+                    " MiB limit");
   }
   cur.SetHint(n, /*exact=*/true);
   std::string_view text;
@@ -555,8 +556,8 @@ bool ParseSafetensors(uint64_t file_size, const RangeReader& read, ModelInfo* in
     }
     const uint64_t begin = (*offsets)[0].get<uint64_t>(), end = (*offsets)[1].get<uint64_t>();
     if (begin > end || end > data_size) {
-      return cur.Fail(where + ": data_offsets [" + Num(begin) + ", " + Num(end) +
-                      "] outside the " + Num(data_size) + "-byte data section");
+      return cur.Fail(where + ": data_offsets [" + Num(begin) + ", " + Num(end) + "] outside the " +
+                      Num(data_size) + "-byte data section");
     }
     const std::string dt = dtype->get<std::string>();
     if (const uint64_t size = SafetensorsDtypeSize(dt); size > 0) {
@@ -605,11 +606,10 @@ ModelFormat DetectFormat(std::string_view path) {
 
 std::string GgmlTypeName(uint32_t type) {
   static constexpr const char* kNames[] = {
-      "F32",     "F16",    "Q4_0",    "Q4_1",  "type4", "type5", "Q5_0",   "Q5_1",  "Q8_0",
-      "Q8_1",    "Q2_K",   "Q3_K",    "Q4_K",  "Q5_K",  "Q6_K",  "Q8_K",   "IQ2_XXS",
-      "IQ2_XS",  "IQ3_XXS", "IQ1_S",  "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS", "I8",
-      "I16",     "I32",    "I64",     "F64",   "IQ1_M", "BF16",  "type31", "type32",
-      "type33",  "TQ1_0",  "TQ2_0",
+      "F32",     "F16",   "Q4_0",   "Q4_1",  "type4",  "type5",  "Q5_0",   "Q5_1",    "Q8_0",
+      "Q8_1",    "Q2_K",  "Q3_K",   "Q4_K",  "Q5_K",   "Q6_K",   "Q8_K",   "IQ2_XXS", "IQ2_XS",
+      "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S", "IQ2_S",  "IQ4_XS", "I8",     "I16",     "I32",
+      "I64",     "F64",   "IQ1_M",  "BF16",  "type31", "type32", "type33", "TQ1_0",   "TQ2_0",
   };
   if (type < std::size(kNames)) return kNames[type];
   return "type" + Num(type);
@@ -617,23 +617,26 @@ std::string GgmlTypeName(uint32_t type) {
 
 std::string GgufFileTypeName(uint32_t ftype) {
   static constexpr const char* kNames[] = {
-      "ALL_F32",         "MOSTLY_F16",      "MOSTLY_Q4_0",      "MOSTLY_Q4_1",
-      "MOSTLY_Q4_1_SOME_F16", "MOSTLY_Q4_2", "MOSTLY_Q4_3",     "MOSTLY_Q8_0",
-      "MOSTLY_Q5_0",     "MOSTLY_Q5_1",     "MOSTLY_Q2_K",      "MOSTLY_Q3_K_S",
-      "MOSTLY_Q3_K_M",   "MOSTLY_Q3_K_L",   "MOSTLY_Q4_K_S",    "MOSTLY_Q4_K_M",
-      "MOSTLY_Q5_K_S",   "MOSTLY_Q5_K_M",   "MOSTLY_Q6_K",      "MOSTLY_IQ2_XXS",
-      "MOSTLY_IQ2_XS",   "MOSTLY_Q2_K_S",   "MOSTLY_IQ3_XS",    "MOSTLY_IQ3_XXS",
-      "MOSTLY_IQ1_S",    "MOSTLY_IQ4_NL",   "MOSTLY_IQ3_S",     "MOSTLY_IQ3_M",
-      "MOSTLY_IQ2_S",    "MOSTLY_IQ2_M",    "MOSTLY_IQ4_XS",    "MOSTLY_IQ1_M",
-      "MOSTLY_BF16",     "MOSTLY_Q4_0_4_4", "MOSTLY_Q4_0_4_8",  "MOSTLY_Q4_0_8_8",
+      "ALL_F32",         "MOSTLY_F16",           "MOSTLY_Q4_0",
+      "MOSTLY_Q4_1",     "MOSTLY_Q4_1_SOME_F16", "MOSTLY_Q4_2",
+      "MOSTLY_Q4_3",     "MOSTLY_Q8_0",          "MOSTLY_Q5_0",
+      "MOSTLY_Q5_1",     "MOSTLY_Q2_K",          "MOSTLY_Q3_K_S",
+      "MOSTLY_Q3_K_M",   "MOSTLY_Q3_K_L",        "MOSTLY_Q4_K_S",
+      "MOSTLY_Q4_K_M",   "MOSTLY_Q5_K_S",        "MOSTLY_Q5_K_M",
+      "MOSTLY_Q6_K",     "MOSTLY_IQ2_XXS",       "MOSTLY_IQ2_XS",
+      "MOSTLY_Q2_K_S",   "MOSTLY_IQ3_XS",        "MOSTLY_IQ3_XXS",
+      "MOSTLY_IQ1_S",    "MOSTLY_IQ4_NL",        "MOSTLY_IQ3_S",
+      "MOSTLY_IQ3_M",    "MOSTLY_IQ2_S",         "MOSTLY_IQ2_M",
+      "MOSTLY_IQ4_XS",   "MOSTLY_IQ1_M",         "MOSTLY_BF16",
+      "MOSTLY_Q4_0_4_4", "MOSTLY_Q4_0_4_8",      "MOSTLY_Q4_0_8_8",
       "MOSTLY_TQ1_0",    "MOSTLY_TQ2_0",
   };
   if (ftype < std::size(kNames)) return kNames[ftype];
   return "ftype" + Num(ftype);
 }
 
-bool ReadModelInfo(ModelFormat format, uint64_t file_size, const RangeReader& read,
-                   ModelInfo* out, std::string* error) {
+bool ReadModelInfo(ModelFormat format, uint64_t file_size, const RangeReader& read, ModelInfo* out,
+                   std::string* error) {
   std::string scratch;
   if (error == nullptr) error = &scratch;
   ModelInfo info;
@@ -658,10 +661,9 @@ bool ReadModelInfo(ModelFormat format, uint64_t file_size, const RangeReader& re
     return false;
   }
   if (!ok) return false;
-  std::stable_sort(info.dtypes.begin(), info.dtypes.end(),
-                   [](const TensorSummary& a, const TensorSummary& b) {
-                     return a.parameters > b.parameters;
-                   });
+  std::stable_sort(
+      info.dtypes.begin(), info.dtypes.end(),
+      [](const TensorSummary& a, const TensorSummary& b) { return a.parameters > b.parameters; });
   *out = std::move(info);
   return true;
 }

@@ -60,11 +60,11 @@ inline constexpr uint64_t kMaxModelHeaderBytes = 256ull << 20;
 
 // Parses the header of a file of file_size bytes. Returns false with *error on a read failure or
 // malformed input. *out is filled only on success.
-bool ReadModelInfo(ModelFormat format, uint64_t file_size, const RangeReader& read,
-                   ModelInfo* out, std::string* error);
+bool ReadModelInfo(ModelFormat format, uint64_t file_size, const RangeReader& read, ModelInfo* out,
+                   std::string* error);
 
 // Names, exposed for tests and display.
-std::string GgmlTypeName(uint32_t type);      // 12 -> "Q4_K", unknown -> "type<N>"
+std::string GgmlTypeName(uint32_t type);       // 12 -> "Q4_K", unknown -> "type<N>"
 std::string GgufFileTypeName(uint32_t ftype);  // 15 -> "MOSTLY_Q4_K_M", unknown -> "ftype<N>"
 
 }  // namespace modelfs::fs

@@ -136,8 +136,9 @@ const index::FileRecord* Snapshot::file(const std::string& path) const {
   return it != files.end() && it->path == path ? &*it : nullptr;
 }
 
-Snapshots::Snapshots(const CoreOptions& options, index::MetaStore& meta, fetch::HubClient& hub)
-    : options_(options), meta_(meta), hub_(hub) {}
+Snapshots::Snapshots(const CoreOptions& options, index::MetaStore& meta, fetch::HubClient& hub,
+                     const AccessPolicy& policy)
+    : options_(options), meta_(meta), hub_(hub), policy_(policy) {}
 
 std::shared_ptr<Snapshots::Entry> Snapshots::entry(const std::string& key) {
   std::lock_guard lock(mu_);
@@ -148,17 +149,30 @@ std::shared_ptr<Snapshots::Entry> Snapshots::entry(const std::string& key) {
 
 Status Snapshots::get(const std::string& repo_id, const std::string& revision,
                       std::shared_ptr<const Snapshot>* out) {
+  // The policy is checked on every call (it can change on reload), before any network.
+  if (std::string why = policy_.check(repo_id); !why.empty()) {
+    spdlog::warn("{}: {}", repo_id, why);
+    return {Code::kNoAccess, repo_id + " is " + why};
+  }
   auto e = entry(repo_id + "@" + revision);
   std::lock_guard lock(e->mu);
+  if (e->snap && policy_.refuse_gated() && e->gated) {
+    spdlog::warn("{}: gated repos are refused by the policy", repo_id);
+    return {Code::kNoAccess, repo_id + " is gated and the policy refuses gated repos"};
+  }
   auto now = std::chrono::steady_clock::now();
   if (now < e->negative_until) return e->negative;
   if (e->snap && (e->snap->immutable || now < e->checked + options_.revision_ttl)) {
     *out = e->snap;
     return Status::Ok();
   }
-  std::string commit;
+  std::string commit, gated;
   int64_t mtime = 0;
-  Status st = resolve_commit(repo_id, revision, *e, &commit, &mtime);
+  Status st = resolve_commit(repo_id, revision, *e, &commit, &mtime, &gated);
+  if (st.ok() && !gated.empty() && policy_.refuse_gated()) {
+    spdlog::warn("{}: gated repos are refused by the policy", repo_id);
+    return {Code::kNoAccess, repo_id + " is gated and the policy refuses gated repos"};
+  }
   if (st.ok() && e->snap && e->snap->commit == commit) {
     e->checked = now;
     *out = e->snap;
@@ -192,16 +206,21 @@ Status Snapshots::get(const std::string& repo_id, const std::string& revision,
                  e->snap->commit, commit);
   }
   e->snap = snap;
+  e->gated = !gated.empty();
   e->checked = now;
   *out = snap;
   return Status::Ok();
 }
 
 Status Snapshots::resolve_commit(const std::string& repo_id, const std::string& revision,
-                                 Entry& e, std::string* commit, int64_t* mtime) {
+                                 Entry& e, std::string* commit, int64_t* mtime,
+                                 std::string* gated) {
   index::RepoRecord repo;
   bool have_repo = meta_.get_repo(repo_id, &repo).ok();
-  if (have_repo) *mtime = ParseIsoTime(repo.last_modified);
+  if (have_repo) {
+    *mtime = ParseIsoTime(repo.last_modified);
+    *gated = repo.gated;
+  }
   index::RefRecord ref;
   bool have_ref = meta_.get_ref(repo_id, revision, &ref).ok();
 
@@ -258,6 +277,7 @@ Status Snapshots::resolve_commit(const std::string& repo_id, const std::string& 
     spdlog::warn("index: {}", s.ToString());
   }
   *mtime = ParseIsoTime(info.last_modified);
+  *gated = info.gated;
   *commit = info.sha;
   return Status::Ok();
 }

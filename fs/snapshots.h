@@ -18,6 +18,7 @@
 
 #include "fetch/hub_client.h"
 #include "fs/options.h"
+#include "fs/policy.h"
 #include "fs/status.h"
 #include "index/meta_store.h"
 
@@ -52,7 +53,8 @@ Status FromFetch(const fetch::Status& st);
 
 class Snapshots {
  public:
-  Snapshots(const CoreOptions& options, index::MetaStore& meta, fetch::HubClient& hub);
+  Snapshots(const CoreOptions& options, index::MetaStore& meta, fetch::HubClient& hub,
+            const AccessPolicy& policy);
 
   Status get(const std::string& repo_id, const std::string& revision,
              std::shared_ptr<const Snapshot>* out);
@@ -68,16 +70,18 @@ class Snapshots {
     std::chrono::steady_clock::time_point checked;
     Status negative;
     std::chrono::steady_clock::time_point negative_until;
+    bool gated = false;
   };
   std::shared_ptr<Entry> entry(const std::string& key);
   Status resolve_commit(const std::string& repo_id, const std::string& revision, Entry& e,
-                        std::string* commit, int64_t* mtime);
+                        std::string* commit, int64_t* mtime, std::string* gated);
   Status load_tree(const std::string& repo_id, const std::string& commit,
                    std::vector<index::FileRecord>* files);
 
   const CoreOptions& options_;
   index::MetaStore& meta_;
   fetch::HubClient& hub_;
+  const AccessPolicy& policy_;
   std::mutex mu_;
   std::unordered_map<std::string, std::shared_ptr<Entry>> entries_;
 };

@@ -216,9 +216,17 @@ Status Cache::Open(const CacheOptions& options, std::unique_ptr<Cache>* out) {
   return Status::Ok();
 }
 
-MetaStore& Cache::meta() { return *impl_->meta; }
-ChunkStore& Cache::chunks() { return *impl_->chunks; }
-const std::filesystem::path& Cache::dir() const { return impl_->dir; }
-const std::string& Cache::recovered_from() const { return impl_->recovered_from; }
+MetaStore& Cache::meta() {
+  return *impl_->meta;
+}
+ChunkStore& Cache::chunks() {
+  return *impl_->chunks;
+}
+const std::filesystem::path& Cache::dir() const {
+  return impl_->dir;
+}
+const std::string& Cache::recovered_from() const {
+  return impl_->recovered_from;
+}
 
 }  // namespace modelfs::index

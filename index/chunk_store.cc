@@ -113,7 +113,9 @@ Status InvalidId(std::string_view id) {
                 "content id must be 40 or 64 lowercase hex characters: '" + std::string(id) + "'");
 }
 
-uint32_t BlockCount(uint32_t data_len) { return (data_len + kBlockSize - 1) / kBlockSize; }
+uint32_t BlockCount(uint32_t data_len) {
+  return (data_len + kBlockSize - 1) / kBlockSize;
+}
 
 std::string EncodeHeader(std::string_view id, uint32_t index, std::string_view data) {
   std::string header(kHeaderSize, '\0');
@@ -211,8 +213,8 @@ class UniqueFd {
 ssize_t PreadAll(int fd, void* buf, size_t n, off_t off) {
   size_t done = 0;
   while (done < n) {
-    ssize_t r = ::pread(fd, static_cast<char*>(buf) + done, n - done,
-                        off + static_cast<off_t>(done));
+    ssize_t r =
+        ::pread(fd, static_cast<char*>(buf) + done, n - done, off + static_cast<off_t>(done));
     if (r < 0) {
       if (errno == EINTR) continue;
       return -1;
@@ -320,8 +322,7 @@ struct ChunkStore::Impl {
   uint32_t chunk_size = 0;
 
   // Prepared once; guarded by db.mutex().
-  Stmt ins_content, ins_chunk, del_chunk, del_empty_content, upd_seq, upd_access, upd_pin,
-      set_meta;
+  Stmt ins_content, ins_chunk, del_chunk, del_empty_content, upd_seq, upd_access, upd_pin, set_meta;
 
   std::mutex flush_mu;  // serializes flush_access so an older batch never overwrites a newer
 
@@ -448,14 +449,11 @@ Status ChunkStore::Impl::init_db(uint64_t* max_seq) {
       return Status(Code::kCorrupt, "stored chunk_size is invalid: '" + text + "'");
     }
     if (stored != chunk_size) {
-      spdlog::info("chunk store {}: keeping its chunk size {} (asked {})", dir, stored,
-                   chunk_size);
+      spdlog::info("chunk store {}: keeping its chunk size {} (asked {})", dir, stored, chunk_size);
     }
     chunk_size = stored;
   } else if (get_meta.status().ok()) {
-    s = set_meta.bind(1, std::string_view("chunk_size"))
-            .bind(2, std::to_string(chunk_size))
-            .exec();
+    s = set_meta.bind(1, std::string_view("chunk_size")).bind(2, std::to_string(chunk_size)).exec();
     if (!s.ok()) return s;
   }
   if (!get_meta.status().ok()) return get_meta.status();
@@ -547,8 +545,8 @@ Status ChunkStore::Impl::reconcile() {
         spdlog::warn("chunk store {}: ignoring unexpected entry {}", dir, l2->path().string());
         continue;
       }
-      for (auto l3 = fs::directory_iterator(l2->path(), ec);
-           !ec && l3 != fs::directory_iterator(); l3.increment(ec)) {
+      for (auto l3 = fs::directory_iterator(l2->path(), ec); !ec && l3 != fs::directory_iterator();
+           l3.increment(ec)) {
         const std::string name = l3->path().filename().string();
         const std::string path = l3->path().string();
         if (name.find(".tmp") != std::string::npos) {
@@ -568,7 +566,7 @@ Status ChunkStore::Impl::reconcile() {
         Header h;
         std::string why = "cannot open";
         if (fd.valid()) {
-          struct stat st{};
+          struct stat st {};
           if (PreadAll(fd.get(), hbuf.data(), kHeaderSize, 0) != kHeaderSize) {
             why = "truncated header";
           } else if (DecodeHeader(hbuf.data(), chunk_size, &h, &why)) {
@@ -620,7 +618,11 @@ Status ChunkStore::Impl::reconcile() {
       const int64_t seq = it == entries.end() ? 0 : static_cast<int64_t>(it->second.seq);
       Status s = ins_content.bind(1, key.id).bind(2, now).exec();
       if (!s.ok()) return s;
-      s = ins_chunk.bind(1, key.id).bind(2, int64_t{key.idx}).bind(3, int64_t{size}).bind(4, seq).exec();
+      s = ins_chunk.bind(1, key.id)
+              .bind(2, int64_t{key.idx})
+              .bind(3, int64_t{size})
+              .bind(4, seq)
+              .exec();
       if (!s.ok()) return s;
     }
     std::set<std::string> touched;
@@ -717,8 +719,7 @@ void ChunkStore::Impl::erase_content_if_empty_locked(const std::string& id) {
 // renamed file whose blocks never reached the disk (zeros or stale data), but such a file
 // fails its header or block checksums, so it is detected on read (kCorrupt, dropped, fetched
 // again) and never served.
-int ChunkStore::Impl::write_file(const Key& key, const std::string& header,
-                                 std::string_view data) {
+int ChunkStore::Impl::write_file(const Key& key, const std::string& header, std::string_view data) {
   if (opt.inject_write_errno) {
     if (int e = opt.inject_write_errno(); e != 0) return e;
   }
@@ -884,7 +885,8 @@ Status ChunkStore::Impl::put(std::string_view id, uint32_t idx, std::string_view
     if (!s.ok()) return abort(s);
     err = write_file(key, header, data);
   }
-  if (err != 0) return abort(ErrnoStatus("writing chunk " + key.id + "/" + std::to_string(idx), err));
+  if (err != 0)
+    return abort(ErrnoStatus("writing chunk " + key.id + "/" + std::to_string(idx), err));
 
   // The row goes in after the rename: a row always has had a complete file.
   const int64_t now = NowUnix();
@@ -919,8 +921,8 @@ Status ChunkStore::Impl::put(std::string_view id, uint32_t idx, std::string_view
   return Status::Ok();
 }
 
-Status ChunkStore::Impl::read(std::string_view id, uint32_t idx, uint32_t offset,
-                              uint32_t length, char* dst) {
+Status ChunkStore::Impl::read(std::string_view id, uint32_t idx, uint32_t offset, uint32_t length,
+                              char* dst) {
   if (!ValidContentId(id)) return InvalidId(id);
   const Key key{std::string(id), idx};
   uint32_t size = 0;
@@ -967,8 +969,8 @@ Status ChunkStore::Impl::read(std::string_view id, uint32_t idx, uint32_t offset
       drop(key, gen);
       return Status(Code::kNotFound, "chunk " + key.id + "/" + std::to_string(idx) + ": " + why);
     case FileResult::kCorrupt:
-      spdlog::warn("chunk store {}: chunk {}/{} failed verification ({}); dropping it", dir,
-                   key.id, idx, why);
+      spdlog::warn("chunk store {}: chunk {}/{} failed verification ({}); dropping it", dir, key.id,
+                   idx, why);
       drop(key, gen);
       return Status(Code::kCorrupt, "chunk " + key.id + "/" + std::to_string(idx) + ": " + why);
     case FileResult::kIo:
@@ -1054,8 +1056,8 @@ Status ChunkStore::Impl::evict_to(uint64_t target, uint64_t* freed) {
       const uint64_t effective = used - deleting;
       if (effective <= target) break;
       const uint64_t need = effective - target;
-      for (auto it = lru.begin(); it != lru.end() && batch_bytes < need &&
-                                  victims.size() < kEvictBatch;) {
+      for (auto it = lru.begin();
+           it != lru.end() && batch_bytes < need && victims.size() < kEvictBatch;) {
         auto eit = entries.find(it->second);
         Entry& e = eit->second;
         if (e.leases > 0) {  // being read: not a victim
@@ -1109,16 +1111,17 @@ Status ChunkStore::Impl::flush() {
     s = txn.status();
     for (const auto& [key, seq] : seqs) {
       if (!s.ok()) break;
-      s = upd_seq.bind(1, static_cast<int64_t>(seq)).bind(2, key.id).bind(3, int64_t{key.idx}).exec();
+      s = upd_seq.bind(1, static_cast<int64_t>(seq))
+              .bind(2, key.id)
+              .bind(3, int64_t{key.idx})
+              .exec();
     }
     for (const auto& [id, t] : times) {
       if (!s.ok()) break;
       s = upd_access.bind(1, t).bind(2, id).exec();
     }
     if (s.ok()) {
-      s = set_meta.bind(1, std::string_view("access_seq"))
-              .bind(2, std::to_string(max_seq))
-              .exec();
+      s = set_meta.bind(1, std::string_view("access_seq")).bind(2, std::to_string(max_seq)).exec();
     }
     if (s.ok()) s = txn.commit();
   }
@@ -1163,7 +1166,9 @@ void ChunkStore::Impl::shutdown() {
 
 ChunkStore::ChunkStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
-ChunkStore::~ChunkStore() { impl_->shutdown(); }
+ChunkStore::~ChunkStore() {
+  impl_->shutdown();
+}
 
 Status ChunkStore::Open(Db& db, ChunkStoreOptions options, bool recover,
                         std::unique_ptr<ChunkStore>* out) {
@@ -1201,7 +1206,9 @@ Status ChunkStore::Open(Db& db, ChunkStoreOptions options, bool recover,
   return Status::Ok();
 }
 
-uint32_t ChunkStore::chunk_size() const { return impl_->chunk_size; }
+uint32_t ChunkStore::chunk_size() const {
+  return impl_->chunk_size;
+}
 
 bool ChunkStore::contains(std::string_view content_id, uint32_t index) const {
   if (!ValidContentId(content_id)) return false;
@@ -1386,6 +1393,8 @@ ChunkStoreStats ChunkStore::stats() const {
   return s;
 }
 
-Status ChunkStore::flush_access() { return impl_->flush(); }
+Status ChunkStore::flush_access() {
+  return impl_->flush();
+}
 
 }  // namespace modelfs::index

@@ -31,10 +31,10 @@
 namespace modelfs::index {
 
 struct ChunkStoreOptions {
-  std::filesystem::path dir;     // where chunk files live (created if missing)
+  std::filesystem::path dir;              // where chunk files live (created if missing)
   uint64_t capacity_bytes = 50ull << 30;  // limit on chunk payload bytes
-  double low_water = 0.9;        // eviction frees down to capacity * low_water
-  uint32_t chunk_size = 1u << 20;  // at most 16 MiB; an existing store keeps its own
+  double low_water = 0.9;                 // eviction frees down to capacity * low_water
+  uint32_t chunk_size = 1u << 20;         // at most 16 MiB; an existing store keeps its own
   // Access times reach SQLite every flush_interval (or sooner when many are pending).
   // Zero: no background flusher; flush_access() and the destructor still flush.
   std::chrono::milliseconds flush_interval{2000};
@@ -53,9 +53,9 @@ struct ChunkStoreStats {
   uint64_t used_bytes = 0;
   uint64_t capacity_bytes = 0;
   uint64_t pinned_bytes = 0;
-  uint64_t evicted_chunks = 0;   // since open
+  uint64_t evicted_chunks = 0;  // since open
   uint64_t evicted_bytes = 0;
-  uint64_t corrupt_chunks = 0;   // detected since open
+  uint64_t corrupt_chunks = 0;  // detected since open
 };
 
 struct ContentUsage {
@@ -92,7 +92,7 @@ class ChunkStore {
   // any chunk is missing, kCorrupt if one fails its checksum.
   Status content_sha256(std::string_view content_id, uint64_t size, std::string* hex);
 
-  Status remove_content(std::string_view content_id);  // every chunk, pinned or not
+  Status remove_content(std::string_view content_id);           // every chunk, pinned or not
   Status set_pinned(std::string_view content_id, bool pinned);  // applies to future chunks too
   bool is_pinned(std::string_view content_id) const;
 

@@ -32,13 +32,17 @@ Status FromSqlite(int rc, sqlite3* db, std::string_view what) {
   return Status(CodeFor(rc), std::move(msg));
 }
 
-Status NoStatement() { return Status(Code::kDb, "statement not prepared"); }
+Status NoStatement() {
+  return Status(Code::kDb, "statement not prepared");
+}
 
 }  // namespace
 
 // ---- Stmt ----
 
-Stmt::~Stmt() { sqlite3_finalize(stmt_); }
+Stmt::~Stmt() {
+  sqlite3_finalize(stmt_);
+}
 
 Stmt& Stmt::operator=(Stmt&& other) noexcept {
   if (this != &other) {
@@ -107,7 +111,9 @@ void Stmt::reset() {
   status_ = Status::Ok();
 }
 
-int64_t Stmt::int64(int col) const { return sqlite3_column_int64(stmt_, col); }
+int64_t Stmt::int64(int col) const {
+  return sqlite3_column_int64(stmt_, col);
+}
 
 std::string Stmt::text(int col) const {
   const unsigned char* p = sqlite3_column_text(stmt_, col);
@@ -116,15 +122,17 @@ std::string Stmt::text(int col) const {
                      static_cast<size_t>(sqlite3_column_bytes(stmt_, col)));
 }
 
-bool Stmt::is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+bool Stmt::is_null(int col) const {
+  return sqlite3_column_type(stmt_, col) == SQLITE_NULL;
+}
 
 // ---- Db ----
 
 Status Db::Open(const std::string& path, std::unique_ptr<Db>* out) {
   sqlite3* raw = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &raw,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                           nullptr);
+  int rc =
+      sqlite3_open_v2(path.c_str(), &raw,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
   // The handle is owned from here on, even when the open failed.
   std::unique_ptr<Db> db(new Db(raw));
   if (rc != SQLITE_OK) return FromSqlite(rc, raw, "open " + path);
@@ -141,7 +149,9 @@ Status Db::Open(const std::string& path, std::unique_ptr<Db>* out) {
   return Status::Ok();
 }
 
-Db::~Db() { sqlite3_close_v2(db_); }
+Db::~Db() {
+  sqlite3_close_v2(db_);
+}
 
 Status Db::exec(std::string_view sql) {
   std::string text(sql);

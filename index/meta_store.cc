@@ -58,7 +58,9 @@ class ResetOnExit {
   Stmt& st_;
 };
 
-Status NotReady() { return Status(Code::kDb, "metadata store not initialized"); }
+Status NotReady() {
+  return Status(Code::kDb, "metadata store not initialized");
+}
 
 }  // namespace
 
@@ -101,8 +103,7 @@ Status MetaStore::prepare_all() {
        "INSERT INTO repos(id, is_private, gated, last_modified, fetched_at) VALUES(?,?,?,?,?) "
        "ON CONFLICT(id) DO UPDATE SET is_private=excluded.is_private, gated=excluded.gated, "
        "last_modified=excluded.last_modified, fetched_at=excluded.fetched_at"},
-      {&get_repo_,
-       "SELECT id, is_private, gated, last_modified, fetched_at FROM repos WHERE id=?"},
+      {&get_repo_, "SELECT id, is_private, gated, last_modified, fetched_at FROM repos WHERE id=?"},
       {&list_repos_,
        "SELECT id, is_private, gated, last_modified, fetched_at FROM repos ORDER BY id"},
       {&del_repo_, "DELETE FROM repos WHERE id=?"},
@@ -219,8 +220,7 @@ Status MetaStore::put_ref(const RefRecord& ref) {
       .exec();
 }
 
-Status MetaStore::get_ref(const std::string& repo_id, const std::string& revision,
-                          RefRecord* out) {
+Status MetaStore::get_ref(const std::string& repo_id, const std::string& revision, RefRecord* out) {
   std::lock_guard lock(db_.mutex());
   if (!ready_) return NotReady();
   ResetOnExit reset(get_ref_);

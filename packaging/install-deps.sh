@@ -4,12 +4,17 @@
 #   packaging/install-deps.sh --test   also what the tests need: Python 3, Node.js >= 20 and the
 #                                      pinned npm clients in tests/node (node-llama-cpp,
 #                                      @huggingface/hub)
+#   packaging/install-deps.sh --package  also what packaging/build-deb.sh and
+#                                      packaging/test-install.sh need (dpkg-dev, debootstrap)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want=(g++ cmake ninja-build pkg-config fuse3 libfuse3-dev libcurl4-openssl-dev libsqlite3-dev
       libxxhash-dev libssl-dev libspdlog-dev nlohmann-json3-dev libcli11-dev libgtest-dev)
 test_mode=0
+if [ "${1:-}" = "--package" ]; then
+  want+=(dpkg-dev debootstrap)
+fi
 if [ "${1:-}" = "--test" ]; then
   test_mode=1
   want+=(python3 git attr ca-certificates)

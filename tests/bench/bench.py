@@ -83,17 +83,20 @@ def timed(cmds, timeout, cwd=None, env=None):
             for p in pending.values():
                 p.wait(5)
             raise RuntimeError(f"timed out after {timeout}s: {cmds[0]}")
-        pid, status, ru = os.wait4(-1, os.WNOHANG)
-        if pid == 0:
-            time.sleep(0.002)
-            continue
-        if pid in pending:
+        reaped = False
+        for cpid in list(pending):
+            pid, status, ru = os.wait4(cpid, os.WNOHANG)  # only our own commands
+            if pid == 0:
+                continue
+            reaped = True
             p = pending.pop(pid)
             p.returncode = os.waitstatus_to_exitcode(status)
             usages[pid] = ru
             if p.returncode != 0:
                 err = p.stderr.read().decode(errors="replace")[-1500:]
                 raise RuntimeError(f"{p.args} exited {p.returncode}: {err}")
+        if not reaped:
+            time.sleep(0.002)
     wall = time.perf_counter() - t0
     for p in procs:
         p.stderr.close()
@@ -672,16 +675,17 @@ class Bench:
         dst = os.path.join(self.work, "ddtest.bin")
         read_all(src)
         wr, rd = [], []
+        dn = min(n, GIB)  # 1 GiB is enough to see the sustained rate and saves time
         for _ in range(self.runs):
             if os.path.exists(dst):
                 os.unlink(dst)
             os.sync()
-            wall, _ = timed([["dd", f"if={src}", f"of={dst}", "bs=4M", "conv=fdatasync",
-                              "status=none"]], 300)
-            wr.append(n / wall / 1e6)
+            wall, _ = timed([["dd", f"if={src}", f"of={dst}", "bs=4M", f"count={dn // (4 * MIB)}",
+                              "conv=fdatasync", "status=none"]], 300)
+            wr.append(dn / wall / 1e6)
             self.drop()
             wall, _ = timed([["dd", f"if={dst}", "of=/dev/null", "bs=4M", "status=none"]], 300)
-            rd.append(n / wall / 1e6)
+            rd.append(dn / wall / 1e6)
         os.unlink(dst)
         c["disk_write_fdatasync_MBps"] = {"runs": wr, "median": median(wr)}
         c["disk_cold_read_MBps"] = {"runs": rd, "median": median(rd)}
@@ -693,67 +697,81 @@ class Bench:
         for k, v in c.items():
             log(f"W0 {k}: {fmt(v['median'])}  runs {[fmt(x) for x in v['runs']]}")
 
+    # ---------------------------------------------------------------- one cold run per system
+    # Runs are interleaved (round r of every system, then round r+1) so that a change of the
+    # machine's load during the benchmark hits every system alike.
+    def cold_cat_modelfs(self, keys, keep=False):
+        """Fresh mount and cache, page cache dropped, `cat` of keys at once."""
+        self.mfs.start(fresh=True)
+        for k in set(keys):
+            os.stat(self.mfs.path(k))
+        self.drop()
+        m = self.up.mark()
+        cpu0 = proc_cpu(self.mfs.pid)
+        wall, _ = timed([["cat", self.mfs.path(k)] for k in keys], 600)
+        cpu1 = proc_cpu(self.mfs.pid)
+        waited = settle(self.mfs.pid)
+        cpu2 = proc_cpu(self.mfs.pid)
+        acct = self.up.since(m)
+        r = {"time": wall, "rss_mib": proc_hwm_mib(self.mfs.pid), "cpu_s": cpu1 - cpu0,
+             "cpu_s_incl_background": cpu2 - cpu0, "background_s": waited, **acct}
+        if not keep:
+            self.mfs.stop()
+        return r
+
+    def cold_cat_rclone(self, keys):
+        self.rc.start(fresh=True)
+        for k in set(keys):
+            os.stat(self.rc.path(k))
+        self.drop()
+        m = self.up.mark()
+        cpu0 = proc_cpu(self.rc.pid)
+        wall, _ = timed([["cat", self.rc.path(k)] for k in keys], 600)
+        cpu1 = proc_cpu(self.rc.pid)
+        acct = self.up.since(m)
+        r = {"time": wall, "rss_mib": proc_hwm_mib(self.rc.pid), "cpu_s": cpu1 - cpu0, **acct}
+        self.rc.stop()
+        return r
+
+    def cold_download(self, mk, keys):
+        self.clean_out()
+        outs = [os.path.join(self.out_dir, f"o{i}.bin") for i in range(len(keys))]
+        self.drop()
+        m = self.up.mark()
+        wall, ru = timed([mk(k, o) for k, o in zip(keys, outs)], 600)
+        acct = self.up.since(m)
+        for k, o in zip(keys, outs):
+            if os.path.getsize(o) != self.size(k):
+                raise RuntimeError(f"{mk.__name__}: {o} has {os.path.getsize(o)} bytes")
+        self.clean_out()
+        return {"time": wall, "rss_mib": max(u.ru_maxrss for u in ru) / 1024,
+                "cpu_s": sum(u.ru_utime + u.ru_stime for u in ru), **acct}
+
     # ---------------------------------------------------------------- W1, W8 cold sequential
     def w1_cold_seq(self):
         key, n = self.big, self.size(self.big)
         R = self.R
-        R.workload("W1", f"Cold sequential read of {n / GIB:g} GiB (cat / download)", "time",
-                   "s")
-        rows = {}
-        for name in ("modelfs", "curl -o", "aria2c -x8", "rclone mount"):
-            rows[name] = []
-        # modelfs
+        R.workload("W1", f"Cold sequential read of {n / GIB:g} GiB (cat / download)", "time", "s")
+        systems = [("curl -o", lambda: self.cold_download(self.curl_cmd, [key])),
+                   ("aria2c -x8", lambda: self.cold_download(self.aria_cmd, [key])),
+                   ("rclone mount", lambda: self.cold_cat_rclone([key])),
+                   ("modelfs", None)]
+        rows = {name: [] for name, _ in systems}
         for i in range(self.runs):
-            self.mfs.start(fresh=True)
-            self.drop()
-            m = self.up.mark()
-            cpu0 = proc_cpu(self.mfs.pid)
-            wall, _ = timed([["cat", self.mfs.path(key)]], 600)
-            cpu1 = proc_cpu(self.mfs.pid)
-            waited = settle(self.mfs.pid)
-            cpu2 = proc_cpu(self.mfs.pid)
-            acct = self.up.since(m)
-            rows["modelfs"].append({"time": wall, "rss_mib": proc_hwm_mib(self.mfs.pid),
-                                    "cpu_s": cpu1 - cpu0, "cpu_s_incl_background": cpu2 - cpu0,
-                                    "background_s": waited, **acct})
-            if i < self.runs - 1:
-                self.mfs.stop()
-        # keep the last mount: it now holds the whole file (W2, W3, W4 warm use it)
-        # curl, aria2c
-        for name, mk in (("curl -o", self.curl_cmd), ("aria2c -x8", self.aria_cmd)):
-            for _ in range(self.runs):
-                self.clean_out()
-                out = os.path.join(self.out_dir, "weights.bin")
-                self.drop()
-                m = self.up.mark()
-                wall, ru = timed([mk(key, out)], 600)
-                acct = self.up.since(m)
-                if os.path.getsize(out) != n:
-                    raise RuntimeError(f"{name} wrote {os.path.getsize(out)} bytes, not {n}")
-                rows[name].append({"time": wall, "rss_mib": ru[0].ru_maxrss / 1024,
-                                   "cpu_s": ru[0].ru_utime + ru[0].ru_stime, **acct})
-        self.clean_out()
-        # rclone
-        for _ in range(self.runs):
-            self.rc.start(fresh=True)
-            self.drop()
-            m = self.up.mark()
-            cpu0 = proc_cpu(self.rc.pid)
-            wall, _ = timed([["cat", self.rc.path(key)]], 600)
-            cpu1 = proc_cpu(self.rc.pid)
-            acct = self.up.since(m)
-            rows["rclone mount"].append({"time": wall, "rss_mib": proc_hwm_mib(self.rc.pid),
-                                         "cpu_s": cpu1 - cpu0, **acct})
-            self.rc.stop()
+            for name, fn in systems:
+                if name == "modelfs":
+                    # the last mount is kept: it holds the whole file for W2, W3 and W4 warm
+                    rows[name].append(self.cold_cat_modelfs([key], keep=(i == self.runs - 1)))
+                else:
+                    rows[name].append(fn())
         for name, rr in rows.items():
             times = [r["time"] for r in rr]
-            amp = median([r["upstream_file_bytes"] / n for r in rr])
             R.row("W1", name, times, peer=(name != "modelfs"),
                   MBps=n / median(times) / 1e6, rss_mib=median([r["rss_mib"] for r in rr]),
                   cpu_s_per_gib=median([r["cpu_s"] / (n / GIB) for r in rr]),
                   cpu_s_per_gib_incl_background=median(
                       [r.get("cpu_s_incl_background", r["cpu_s"]) / (n / GIB) for r in rr]),
-                  amplification=amp,
+                  amplification=median([r["upstream_file_bytes"] / n for r in rr]),
                   file_requests=median([r["file_requests"] for r in rr]),
                   file_connections=median([r["file_connections"] for r in rr]),
                   hub_requests=median([r["hub_requests"] for r in rr]),
@@ -771,23 +789,19 @@ class Bench:
         key, n = self.big, self.size(self.big)
         self.ensure_cached_mount()
         self.R.workload("W2", "Warm read: in the modelfs cache, page cache dropped", "time", "s")
-        sha = self.up.files[key]["sha256"]
-        chunks = self.mfs.chunk_files(sha)
+        chunks = self.mfs.chunk_files(self.up.files[key]["sha256"])
         on_disk = sum(os.path.getsize(c) for c in chunks)
         mf, local = [], []
         for _ in range(self.runs):
             self.drop()
             m = self.up.mark()
-            wall, _ = timed([["cat", self.mfs.path(key)]], 600)
+            mf.append(timed([["cat", self.mfs.path(key)]], 600)[0])
             acct = self.up.since(m, 0.05)
-            mf.append(wall)
             if acct["upstream_file_bytes"]:
                 self.R.notes.append(f"W2: modelfs fetched {acct['upstream_file_bytes']} bytes "
                                     "from upstream on a warm read")
-        for _ in range(self.runs):
             self.drop()
-            wall, _ = timed([["cat"] + chunks], 600)
-            local.append(wall)
+            local.append(timed([["cat"] + chunks], 600)[0])
         self.R.row("W2", "modelfs", mf, peer=False, MBps=n / median(mf) / 1e6)
         self.R.row("W2", "local disk: cat of the cache's chunk files", local,
                    MBps=on_disk / median(local) / 1e6, chunk_files=len(chunks))
@@ -796,12 +810,13 @@ class Bench:
         key, n = self.big, self.size(self.big)
         self.ensure_cached_mount()
         self.R.workload("W3", "Hot read: page cache warm", "time", "s")
-        p = self.mfs.path(key)
+        p, local = self.mfs.path(key), self.up.files[key]["local"]
         timed([["cat", p]], 600)
-        mf = [timed([["cat", p]], 600)[0] for _ in range(self.runs)]
-        local = self.up.files[key]["local"]
         timed([["cat", local]], 600)
-        lf = [timed([["cat", local]], 600)[0] for _ in range(self.runs)]
+        mf, lf = [], []
+        for _ in range(self.runs):
+            mf.append(timed([["cat", p]], 600)[0])
+            lf.append(timed([["cat", local]], 600)[0])
         self.R.row("W3", "modelfs", mf, peer=False, MBps=n / median(mf) / 1e6)
         self.R.row("W3", "local file (cat)", lf, MBps=n / median(lf) / 1e6)
 
@@ -846,10 +861,9 @@ class Bench:
                 "connects": conns}
 
     def w4_random(self):
-        key, n = self.big, self.size(self.big)
+        key = self.big
         R = self.R
-        q = self.args.quick
-        warm_rt = 2 if q else 3
+        warm_rt = 2 if self.args.quick else 3
         cold_ios = {"4k": 200, "1m": 60}
         # warm: the whole file cached, page cache dropped before each run
         self.ensure_cached_mount()
@@ -857,16 +871,14 @@ class Bench:
             wid = f"W4-warm-{bs}"
             R.workload(wid, f"Warm random {bs} pread (in cache, page cache dropped): p50 "
                        "latency", "p50", "us")
-            res = []
+            res, loc = [], []
             for _ in range(self.runs):
                 self.drop()
                 res.append(self.fio(self.mfs.path(key), bs, runtime=warm_rt))
-            loc = []
-            for _ in range(self.runs):
                 self.drop()
                 loc.append(self.fio(self.up.files[key]["local"], bs, runtime=warm_rt))
-            for name, rr, peer in (("modelfs", res, False), ("local file (page cache dropped)",
-                                                             loc, True)):
+            for name, rr, peer in (("modelfs", res, False),
+                                   ("local file (page cache dropped)", loc, True)):
                 R.row(wid, name, [r["p50_us"] for r in rr], peer=peer,
                       p99_us=median([r["p99_us"] for r in rr]),
                       iops=median([r["iops"] for r in rr]), per_run=rr)
@@ -876,7 +888,8 @@ class Bench:
             wid = f"W4-cold-{bs}"
             R.workload(wid, f"Cold random {bs} pread ({cold_ios[bs]} reads, empty cache): p50 "
                        "latency", "p50", "us")
-            res = []
+            size = 4096 if bs == "4k" else MIB
+            res, rtt = [], []
             for _ in range(self.runs):
                 self.mfs.start(fresh=True)
                 # the open (metadata) is outside fio's timing; make sure it is done first
@@ -886,16 +899,14 @@ class Bench:
                 f = self.fio(self.mfs.path(key), bs, number_ios=cold_ios[bs])
                 settle(self.mfs.pid, quiet=0.3)
                 acct = self.up.since(m)
-                bsb = 4096 if bs == "4k" else MIB
-                f["amplification"] = acct["upstream_file_bytes"] / (f["ios"] * bsb)
+                f["amplification"] = acct["upstream_file_bytes"] / (f["ios"] * size)
                 f.update(acct)
                 res.append(f)
                 self.mfs.stop()
+                rtt.append(self.http_rtt(key, size, 100))
             R.row(wid, "modelfs", [r["p50_us"] for r in res], peer=False,
                   p99_us=median([r["p99_us"] for r in res]), iops=median([r["iops"] for r in res]),
                   amplification=median([r["amplification"] for r in res]), per_run=res)
-            size = 4096 if bs == "4k" else MIB
-            rtt = [self.http_rtt(key, size, 100) for _ in range(self.runs)]
             R.row(wid, f"one HTTP {bs} range request (curl, keep-alive)",
                   [r["p50_us"] for r in rtt], p99_us=median([r["p99_us"] for r in rtt]),
                   per_run=rtt)
@@ -912,25 +923,20 @@ class Bench:
         R.workload("W5", f"Model load: node-llama-cpp, {n / 1e6:.0f} MB GGUF, time to first token "
                    "(ms since process start)", "ttft", "ms")
         local = self.up.files[key]["local"]
-        self.ttft(local)  # first run of node-llama-cpp ever may be slower; not counted
-        loc = []
+        self.ttft(local)  # the first run of node-llama-cpp may be slower; not counted
+        loc, cold, warm, cold_acct = [], [], [], []
         for _ in range(self.runs):
             self.drop(runtime=True)
             loc.append(self.ttft(local))
-        cold, warm, cold_acct = [], [], []
-        for i in range(self.runs):
             self.mfs.start(fresh=True)
             self.drop(runtime=True)
             m = self.up.mark()
             cold.append(self.ttft(self.mfs.path(key)))
             settle(self.mfs.pid)
             cold_acct.append(self.up.since(m))
-            if i < self.runs - 1:
-                self.mfs.stop()
-        for _ in range(self.runs):
             self.drop(runtime=True)
             warm.append(self.ttft(self.mfs.path(key)))
-        self.mfs.stop()
+            self.mfs.stop()
 
         def row(name, rr, peer, **kw):
             R.row("W5", name, [r["first_token_ms"] for r in rr], peer=peer,
@@ -946,27 +952,25 @@ class Bench:
         R = self.R
         repo = "many-files"
         pages, entries = self.up.tree_pages(repo)
+        self.meta_pages = pages
         nfiles = sum(1 for k in self.up.files if k.startswith(repo + "/"))
         R.workload("W6", f"Metadata: ls -lR of a repo with {nfiles} files ({entries} tree "
                    f"entries, {pages} pages of {self.up.page_size})", "time", "ms")
         ls = lambda p: timed([["ls", "-lR", p]], 120)[0] * 1000  # noqa: E731
-        cold, warm, warm_dropped = [], [], []
-        for i in range(self.runs):
+        local_dir = os.path.dirname(self.up.files[f"{repo}/README.md"]["local"])
+        cold, warm, warm_dropped, rc_cold, rc_warm, loc = [], [], [], [], [], []
+        for _ in range(self.runs):
             self.mfs.start(fresh=True)
             self.drop()
             m = self.up.mark()
             t = ls(self.mfs.repo_path(repo))
-            a = self.up.since(m, 0.1)
-            cold.append({"ms": t, **a})
+            cold.append({"ms": t, **self.up.since(m, 0.1)})
             m = self.up.mark()
             t = ls(self.mfs.repo_path(repo))
             warm.append({"ms": t, **self.up.since(m, 0.1)})
             self.drop()
-            t = ls(self.mfs.repo_path(repo))
-            warm_dropped.append({"ms": t})
+            warm_dropped.append({"ms": ls(self.mfs.repo_path(repo))})
             self.mfs.stop()
-        rc_cold, rc_warm = [], []
-        for i in range(self.runs):
             self.rc.start(fresh=True)
             self.drop()
             m = self.up.mark()
@@ -974,12 +978,8 @@ class Bench:
             a = self.up.since(m, 0.1)
             # rclone's listings and HEAD requests all go to nginx's CDN port: count every line
             rc_cold.append({"ms": t, "requests": a["file_requests"] + a["nginx_hub_requests"]})
-            t = ls(os.path.join(self.rc.mnt, repo))
-            rc_warm.append({"ms": t})
+            rc_warm.append({"ms": ls(os.path.join(self.rc.mnt, repo))})
             self.rc.stop()
-        local_dir = os.path.dirname(self.up.files[f"{repo}/README.md"]["local"])
-        loc = []
-        for _ in range(self.runs):
             self.drop()
             loc.append(ls(local_dir))
         R.row("W6", "modelfs cold", [r["ms"] for r in cold], peer=False,
@@ -992,13 +992,11 @@ class Bench:
               upstream_requests=median([r["requests"] for r in rc_cold]))
         R.row("W6", "rclone mount warm (2nd ls)", [r["ms"] for r in rc_warm])
         R.row("W6", "local dir (page cache dropped)", loc, peer=False)
-        self.meta_pages = pages
 
     # ---------------------------------------------------------------- W7 parallel
     def w7_parallel(self):
         R = self.R
         psize = self.size(self.parts[0])
-        total = 4 * psize
         for wid, keys, title in (
                 ("W7-distinct", self.parts, f"Parallel: 4 processes, 4 different files of "
                                             f"{psize / MIB:g} MiB, cold"),
@@ -1006,40 +1004,19 @@ class Bench:
                                                  f"{psize / MIB:g} MiB file, cold")):
             R.workload(wid, title, "time", "s")
             uniq = psize * len(set(keys))
-            res = {}
-            # modelfs and rclone: 4 cats through the mount
-            for name, sysobj in (("modelfs", self.mfs), ("rclone mount", self.rc)):
-                rr = []
-                for _ in range(self.runs):
-                    sysobj.start(fresh=True)
-                    for k in set(keys):
-                        os.stat(sysobj.path(k))
-                    self.drop()
-                    m = self.up.mark()
-                    wall, _ = timed([["cat", sysobj.path(k)] for k in keys], 600)
-                    if sysobj is self.mfs:
-                        settle(self.mfs.pid, quiet=0.3)
-                    a = self.up.since(m)
-                    rr.append({"time": wall, "upstream_vs_unique": a["upstream_file_bytes"] / uniq,
-                               **a})
-                    sysobj.stop()
-                res[name] = rr
-            for name, mk in (("curl -o x4", self.curl_cmd), ("aria2c -x8 x4", self.aria_cmd)):
-                rr = []
-                for _ in range(self.runs):
-                    self.clean_out()
-                    self.drop()
-                    m = self.up.mark()
-                    wall, _ = timed([mk(k, os.path.join(self.out_dir, f"o{i}.bin"))
-                                     for i, k in enumerate(keys)], 600)
-                    a = self.up.since(m)
-                    rr.append({"time": wall, "upstream_vs_unique": a["upstream_file_bytes"] / uniq,
-                               **a})
-                res[name] = rr
-            self.clean_out()
+            systems = [("curl -o x4", lambda: self.cold_download(self.curl_cmd, keys)),
+                       ("aria2c -x8 x4", lambda: self.cold_download(self.aria_cmd, keys)),
+                       ("rclone mount", lambda: self.cold_cat_rclone(keys)),
+                       ("modelfs", lambda: self.cold_cat_modelfs(keys))]
+            res = {name: [] for name, _ in systems}
+            for _ in range(self.runs):
+                for name, fn in systems:
+                    r = fn()
+                    r["upstream_vs_unique"] = r["upstream_file_bytes"] / uniq
+                    res[name].append(r)
             for name, rr in res.items():
                 t = [r["time"] for r in rr]
-                R.row(wid, name, t, peer=(name != "modelfs"), MBps=total / median(t) / 1e6,
+                R.row(wid, name, t, peer=(name != "modelfs"), MBps=4 * psize / median(t) / 1e6,
                       upstream_vs_unique=median([r["upstream_vs_unique"] for r in rr]),
                       per_run=rr)
 

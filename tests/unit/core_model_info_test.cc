@@ -1,7 +1,5 @@
 // Model header parsing (fs/model_info.h) over synthetic files built here, the real fixtures
 // when MODELFS_FIXTURES is set, and hostile inputs.
-#include "fs/model_info.h"
-
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -15,6 +13,8 @@
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "fs/model_info.h"
 
 namespace modelfs::fs {
 namespace {
@@ -77,8 +77,8 @@ class FileReader {
       out->resize(length);
       uint64_t got = 0;
       while (got < length) {
-        ssize_t n = pread(fileno(f_), out->data() + got, length - got,
-                          static_cast<off_t>(offset + got));
+        ssize_t n =
+            pread(fileno(f_), out->data() + got, length - got, static_cast<off_t>(offset + got));
         if (n < 0) {
           *error = "pread failed";
           return false;
@@ -668,8 +668,8 @@ TEST(ModelInfoHostileTest, GgufBadTensors) {
   ExpectFails(ModelFormat::kGguf, one(1, {2}, F32, UINT64_MAX - 2), "offset overflow");
   ExpectFails(ModelFormat::kGguf, one(1, {2}, 99, uint64_t{1} << 40), "offset past EOF");
   ExpectFails(ModelFormat::kGguf, one(1, {100, 256}, Q4_K, 0), "Q4_K dim0 not multiple of 256");
-  ExpectFails(ModelFormat::kGguf,
-              one(1, {uint64_t{1} << 40, uint64_t{1} << 20}, F32, 0), "huge F32 tensor");
+  ExpectFails(ModelFormat::kGguf, one(1, {uint64_t{1} << 40, uint64_t{1} << 20}, F32, 0),
+              "huge F32 tensor");
   {  // a valid one for contrast
     MemReader mem(one(1, {2, 3}, F32, 0));
     ModelInfo info;
@@ -741,8 +741,7 @@ TEST(ModelInfoHostileTest, SafetensorsBadHeaders) {
               "negative dim");
   ExpectFails(K, one({{"dtype", "F32"}, {"shape", {1.5}}, {"data_offsets", {0, 4}}}, 4),
               "float dim");
-  ExpectFails(K, one({{"dtype", "F32"}, {"shape", {1}}, {"data_offsets", {0}}}, 4),
-              "one offset");
+  ExpectFails(K, one({{"dtype", "F32"}, {"shape", {1}}, {"data_offsets", {0}}}, 4), "one offset");
   ExpectFails(K, one({{"dtype", "F32"}, {"shape", {1}}, {"data_offsets", {4, 0}}}, 4),
               "reversed offsets");
   ExpectFails(K, one({{"dtype", "F32"}, {"shape", {2}}, {"data_offsets", {0, 4}}}, 4),

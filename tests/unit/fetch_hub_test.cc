@@ -249,6 +249,24 @@ TEST_F(HubClientTest, PrivateRepoNeedsAToken) {
   EXPECT_EQ(Counter(sim_->counters(), "cdn_auth_leaks"), 0);
 }
 
+TEST_F(HubClientTest, SetTokenAppliesToLaterCalls) {
+  HubClient c(Options());
+  RepoInfo info;
+  EXPECT_EQ(c.repo_info(kPrivate, "", &info).code(), Code::kRepoNotFound);
+  c.set_token(kFull);
+  ASSERT_TRUE(c.repo_info(kPrivate, "", &info).ok());
+  EXPECT_EQ(c.options().token, "");  // options() keeps the construction value
+  // Concurrent readers and a token change: no race (checked under TSan).
+  std::thread reader([&c] {
+    RepoInfo i;
+    for (int n = 0; n < 5; ++n) (void)c.repo_info(kEdge, "", &i);
+  });
+  for (int n = 0; n < 5; ++n) c.set_token(n % 2 ? kFull : kBasic);
+  reader.join();
+  c.set_token("");
+  EXPECT_EQ(c.repo_info(kPrivate, "", &info).code(), Code::kRepoNotFound);
+}
+
 TEST_F(HubClientTest, GatedRepo) {
   RepoInfo info;
   HubClient anon(Options());

@@ -29,6 +29,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -257,25 +258,31 @@ class HubSim {
   nlohmann::json Call(const std::string& method, const std::string& path,
                       const std::string& body) const {
     if (hub_url_.empty()) return nlohmann::json(nlohmann::json::value_t::discarded);
-    CURL* h = curl_easy_init();
-    if (h == nullptr) return nlohmann::json(nlohmann::json::value_t::discarded);
+    struct EasyFree {
+      void operator()(CURL* c) const { curl_easy_cleanup(c); }
+    };
+    struct ListFree {
+      void operator()(curl_slist* l) const { curl_slist_free_all(l); }
+    };
+    std::unique_ptr<CURL, EasyFree> easy(curl_easy_init());
+    std::unique_ptr<curl_slist, ListFree> headers(
+        curl_slist_append(nullptr, "Content-Type: application/json"));
+    if (!easy || !headers) return nlohmann::json(nlohmann::json::value_t::discarded);
+    CURL* h = easy.get();
     std::string out;
     const std::string url = hub_url_ + path;
-    curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
     curl_easy_setopt(h, CURLOPT_URL, url.c_str());
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 10000L);
     curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &Collect);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &out);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers.get());
     if (method == "POST") {
       curl_easy_setopt(h, CURLOPT_POSTFIELDS, body.c_str());
       curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
     }
     const CURLcode rc = curl_easy_perform(h);
-    curl_slist_free_all(headers);
-    curl_easy_cleanup(h);
     if (rc != CURLE_OK) return nlohmann::json(nlohmann::json::value_t::discarded);
     return nlohmann::json::parse(out, nullptr, false);
   }

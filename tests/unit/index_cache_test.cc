@@ -13,7 +13,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string Id(char c) { return std::string(64, c); }
+std::string Id(char c) {
+  return std::string(64, c);
+}
 
 std::string Bytes(char seed, size_t n) {
   std::string s(n, '\0');
@@ -58,7 +60,7 @@ TEST_F(CacheTest, CreatesLayoutAndSentinel) {
   Open();
   EXPECT_EQ(cache_->dir(), opts_.dir);
   EXPECT_TRUE(cache_->recovered_from().empty());
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::stat(opts_.dir.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0700u);
   EXPECT_TRUE(fs::exists(opts_.dir / "lock"));
@@ -155,7 +157,8 @@ TEST_F(CacheTest, CorruptIndexIsMovedAsideAndChunksAdopted) {
   ASSERT_TRUE(cache_->chunks().put(a, 1, Bytes('A', 10)).ok());
   ASSERT_TRUE(cache_->chunks().put(b, 0, Bytes('b', 4321)).ok());
   cache_.reset();
-  for (const char* suffix : {"-wal", "-shm"}) fs::remove(opts_.dir / ("index.sqlite" + std::string(suffix)));
+  for (const char* suffix : {"-wal", "-shm"})
+    fs::remove(opts_.dir / ("index.sqlite" + std::string(suffix)));
   {
     std::ofstream f(opts_.dir / "index.sqlite", std::ios::binary | std::ios::trunc);
     f << std::string(10000, '\x17');

@@ -200,7 +200,7 @@ TEST_F(ChunksTest, FileLayoutAndPermissions) {
   const fs::path p = ChunkPath(id, 7);
   ASSERT_TRUE(fs::exists(p));
   EXPECT_EQ(fs::file_size(p), kHeader + 1000u);
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::stat(p.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
   ASSERT_EQ(::stat(p.parent_path().c_str(), &st), 0);
@@ -626,7 +626,8 @@ TEST_F(ChunksTest, DiskFullEvictsAndRetriesOnce) {
     return 0;
   };
   Open();
-  for (uint32_t i = 0; i < 10; ++i) ASSERT_TRUE(store_->put(Id(110), i, Bytes(Id(110), i, 1000)).ok());
+  for (uint32_t i = 0; i < 10; ++i)
+    ASSERT_TRUE(store_->put(Id(110), i, Bytes(Id(110), i, 1000)).ok());
   failures = 1;  // the first write fails, the retry after eviction succeeds
   ASSERT_TRUE(store_->put(Id(111), 0, Bytes(Id(111), 0, 1000)).ok());
   EXPECT_GT(store_->stats().evicted_chunks, 0u);
@@ -691,7 +692,8 @@ TEST_F(ChunksTest, RecoverReconcilesRowsAndFiles) {
 
 TEST_F(ChunksTest, ReopenOverCapacityEvicts) {
   Open();
-  for (uint32_t i = 0; i < 8; ++i) ASSERT_TRUE(store_->put(Id(130), i, Bytes(Id(130), i, 1000)).ok());
+  for (uint32_t i = 0; i < 8; ++i)
+    ASSERT_TRUE(store_->put(Id(130), i, Bytes(Id(130), i, 1000)).ok());
   Close();
   opts_.capacity_bytes = 3000;
   Open(/*recover=*/true);

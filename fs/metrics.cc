@@ -1,0 +1,110 @@
+#include "fs/metrics.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <sstream>
+
+namespace modelfs::fs {
+namespace {
+
+void Metric(std::ostringstream& o, const char* name, const char* type, const char* help,
+            double value) {
+  o << "# HELP modelfs_" << name << ' ' << help << "\n# TYPE modelfs_" << name << ' ' << type
+    << "\nmodelfs_" << name << ' ' << value << '\n';
+}
+
+}  // namespace
+
+std::string PrometheusText(const CoreStats& s) {
+  std::ostringstream o;
+  o.precision(17);
+  auto d = [](uint64_t v) { return static_cast<double>(v); };
+  const auto& r = s.reader;
+  Metric(o, "cache_used_bytes", "gauge", "Chunk bytes in the cache.", d(s.cache.used_bytes));
+  Metric(o, "cache_limit_bytes", "gauge", "Cache size limit.", d(s.cache.capacity_bytes));
+  Metric(o, "cache_pinned_bytes", "gauge", "Pinned chunk bytes.", d(s.cache.pinned_bytes));
+  Metric(o, "cache_chunks", "gauge", "Chunks in the cache.", d(s.cache.chunks));
+  Metric(o, "cache_evicted_chunks_total", "counter", "Chunks evicted.", d(s.cache.evicted_chunks));
+  Metric(o, "cache_evicted_bytes_total", "counter", "Bytes evicted.", d(s.cache.evicted_bytes));
+  Metric(o, "cache_corrupt_chunks_total", "counter", "Chunks that failed their checksum.",
+         d(s.cache.corrupt_chunks));
+  Metric(o, "read_requests_total", "counter", "Read requests served.", d(r.reads));
+  Metric(o, "served_bytes_total", "counter", "Bytes returned to readers.", d(r.bytes_read));
+  Metric(o, "served_from_cache_bytes_total", "counter", "Bytes read back from the cache.",
+         d(r.bytes_from_cache));
+  Metric(o, "fetched_bytes_total", "counter", "Chunk bytes fetched from upstream.",
+         d(r.bytes_fetched));
+  Metric(o, "hit_ratio", "gauge", "Share of served bytes that came from the cache.",
+         r.bytes_read ? d(r.bytes_from_cache) / d(r.bytes_read) : 0.0);
+  Metric(o, "read_errors_total", "counter", "Reads that failed.", d(r.read_errors));
+  Metric(o, "inflight_chunks", "gauge", "Chunks being fetched now.", d(r.inflight_chunks));
+  Metric(o, "sha256_mismatches_total", "counter", "Files whose sha256 did not match.",
+         d(r.sha256_mismatches));
+  Metric(o, "upstream_requests_total", "counter", "HTTP requests sent upstream.", d(s.hub.requests));
+  Metric(o, "upstream_retries_total", "counter", "Upstream retries.", d(s.hub.retries));
+  Metric(o, "upstream_errors_total", "counter", "Upstream calls that failed.", d(s.hub.errors));
+  Metric(o, "open_files", "gauge", "Files open through the mount.", d(s.open_files));
+  Metric(o, "uptime_seconds", "gauge", "Seconds since the mount started.",
+         static_cast<double>(s.uptime_seconds));
+  return o.str();
+}
+
+MetricsServer::~MetricsServer() {
+  stopping_ = true;
+  if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);
+  if (thread_.joinable()) thread_.join();
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Status MetricsServer::start(const std::string& listen) {
+  size_t colon = listen.rfind(':');
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  int port = colon == std::string::npos ? -1 : std::atoi(listen.c_str() + colon + 1);
+  if (port < 0 || port > 65535 ||
+      inet_pton(AF_INET, listen.substr(0, colon).c_str(), &addr.sin_addr) != 1) {
+    return {Code::kInvalid, "metrics address must be IPv4:PORT, e.g. 127.0.0.1:9464, not '" + listen + "'"};
+  }
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  socklen_t len = sizeof addr;
+  if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::listen(fd_, 16) != 0 || getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    return {Code::kIo, "cannot serve metrics on " + listen + ": " + std::strerror(errno)};
+  }
+  port_ = ntohs(addr.sin_port);
+  thread_ = std::thread([this] { run(); });
+  spdlog::info("metrics on http://{}:{}/metrics", listen.substr(0, colon), port_);
+  return Status::Ok();
+}
+
+void MetricsServer::run() {
+  while (!stopping_) {
+    int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (c < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      return;
+    }
+    // One short request at a time: scrapes are rare and the reply is small. Bounded reads.
+    pollfd p{c, POLLIN, 0};
+    char buf[2048];
+    if (poll(&p, 1, 2000) > 0) (void)::recv(c, buf, sizeof buf, 0);
+    std::string body = PrometheusText(core_.stats());
+    std::string reply = "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
+                        "Content-Length: " + std::to_string(body.size()) +
+                        "\r\nConnection: close\r\n\r\n" + body;
+    (void)::send(c, reply.data(), reply.size(), MSG_NOSIGNAL);
+    ::close(c);
+  }
+}
+
+}  // namespace modelfs::fs
