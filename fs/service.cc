@@ -421,6 +421,8 @@ Status Service::rm(const std::optional<RepoArg>& repo, const Selection& sel, boo
       continue;
     }
     if (bytes == 0 && !chunks.is_pinned(id)) continue;
+    // A pin outlives remove_content (it covers future chunks), so a forced rm lifts it first.
+    if (chunks.is_pinned(id)) (void)chunks.set_pinned(id, false);
     if (chunks.remove_content(id).ok()) {
       freed += bytes;
       ++removed;

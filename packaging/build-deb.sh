@@ -5,7 +5,8 @@
 # DESTDIR, the packaging files added where Debian keeps them, Depends computed by
 # dpkg-shlibdeps, then dpkg-deb. Needs dpkg-dev (packaging/install-deps.sh --package).
 # Environment: MODELFS_DEB_VERSION overrides the version (default: project() in CMakeLists.txt),
-# MODELFS_PKG_DIR the build folder (default build-pkg).
+# MODELFS_MAINTAINER the Maintainer field (default: the last commit's author), MODELFS_PKG_DIR
+# the build folder (default build-pkg).
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 cd "$src"
@@ -19,21 +20,25 @@ done
 version=${MODELFS_DEB_VERSION:-$(sed -nE 's/^project\(modelfs VERSION ([0-9][0-9.]*).*/\1/p' CMakeLists.txt)}
 [ -n "$version" ] || { echo "build-deb: no version in CMakeLists.txt" >&2; exit 1; }
 arch=$(dpkg --print-architecture)
+# The package's maintainer: MODELFS_MAINTAINER, else the author of the last commit.
+maintainer=${MODELFS_MAINTAINER:-$(git -C "$src" log -1 --format='%an <%ae>' 2>/dev/null || true)}
+maintainer=${maintainer:-modelfs maintainers <modelfs@localhost>}
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$src" log -1 --format=%ct 2>/dev/null || date +%s)}
 
 # Debian's compiler and linker flags: fortify, stack protector, relro and bindnow.
 export DEB_BUILD_MAINT_OPTIONS=hardening=+all
 eval "$(dpkg-buildflags --export=sh)"
-export CXXFLAGS="$CPPFLAGS $CXXFLAGS"
-# CMake reads CXXFLAGS/LDFLAGS only when it first configures a folder: start clean each time.
-rm -rf "$out"
+# Given as cache variables (not only in the environment, which CMake reads only when it first
+# configures a folder), so a rebuild in the same folder uses them too.
 # Release, at Debian's -O2 rather than CMake's -O3 (GCC 12 at -O3 reports false -Wrestrict
 # errors in std::string code, and -O2 is what the project's tests and Debian builds use).
 cmake -S "$src" -B "$out" -G Ninja -DCMAKE_BUILD_TYPE=Release "-DCMAKE_CXX_FLAGS_RELEASE=-O2 -DNDEBUG" \
+  "-DCMAKE_CXX_FLAGS=$CPPFLAGS $CXXFLAGS" "-DCMAKE_EXE_LINKER_FLAGS=$LDFLAGS" \
   -DMODELFS_TESTS=OFF -DCMAKE_INSTALL_PREFIX=/usr
 cmake --build "$out"
 
 stage=$out/stage
+rm -rf "$stage"
 DESTDIR=$stage cmake --install "$out" --prefix /usr --strip
 # Packaging files, where Debian 12 keeps them. mount(8) runs /sbin/mount.fuse.<subtype>;
 # /sbin is /usr/sbin on Debian 12 (merged /usr). Units of Debian 12 packages are in /lib.
@@ -50,7 +55,7 @@ modelfs ($version) unstable; urgency=medium
 
   * Built from the modelfs source tree by packaging/build-deb.sh.
 
- -- modelfs maintainers <modelfs@localhost>  $(date -u -R -d "@$SOURCE_DATE_EPOCH")
+ -- $maintainer  $(date -u -R -d "@$SOURCE_DATE_EPOCH")
 EOF
 gzip -9n <"$out/changelog" >"$doc/changelog.gz"
 chmod 0644 "$doc/changelog.gz"
@@ -71,20 +76,21 @@ cat >"$stage/DEBIAN/control" <<EOF
 Package: modelfs
 Version: $version
 Architecture: $arch
-Maintainer: modelfs maintainers <modelfs@localhost>
+Maintainer: $maintainer
 Installed-Size: $installed_size
 Depends: $depends
 Recommends: ca-certificates
 Section: utils
 Priority: optional
 Description: Hugging Face Hub repos as lazy local files (FUSE)
- modelfs mounts the Hugging Face Hub as a read-only filesystem: every model repo is a
- folder (/mnt/models/models/<org>/<name>[@revision]/) whose files are fetched as they are
- read and kept in a persistent, size-bounded chunk cache shared by every user of the machine.
+ modelfs mounts the Hugging Face Hub as a read-only filesystem: every model
+ repo is a folder (/mnt/models/models/<org>/<name>[@revision]/) whose files
+ are fetched as they are read, and kept in a persistent, size-bounded chunk
+ cache shared by every user of the machine.
  .
- The package has the modelfs command, a systemd unit (modelfs.service) that mounts
- /mnt/models as the modelfs system user, and a mount helper for /etc/fstab lines of type
- fuse.modelfs.
+ The package has the modelfs command, a systemd unit (modelfs.service) that
+ mounts /mnt/models as the modelfs system user, and a mount helper for
+ /etc/fstab lines of type fuse.modelfs.
 EOF
 echo /etc/modelfs/modelfs.conf >"$stage/DEBIAN/conffiles"
 install -m 0755 "$pkg/debian/postinst" "$pkg/debian/prerm" "$pkg/debian/postrm" "$stage/DEBIAN/"

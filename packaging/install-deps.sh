@@ -17,7 +17,7 @@ if [ "${1:-}" = "--package" ]; then
 fi
 if [ "${1:-}" = "--test" ]; then
   test_mode=1
-  want+=(python3 git attr ca-certificates)
+  want+=(python3 git attr tmux curl ca-certificates)
   command -v node >/dev/null || want+=(nodejs npm)
 fi
 

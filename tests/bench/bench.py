@@ -1096,7 +1096,11 @@ class Bench:
                      "mode": "quick" if self.args.quick else "full", "runs": self.runs,
                      "loadavg_start": os.getloadavg(), "kernel": os.uname().release,
                      "modelfs": self.args.modelfs, "page_size": self.args.page_size,
-                     "big_file_bytes": None})
+                     "big_file_bytes": None,
+                     "source": os.environ.get("MODELFS_BENCH_SOURCE", "unknown"),
+                     "build_note": os.environ.get("MODELFS_BENCH_BUILD_NOTE", "")})
+        if meta["build_note"]:
+            self.R.notes.append(meta["build_note"])
         for tool, cmd in (("nginx", ["nginx", "-v"]), ("curl", ["curl", "--version"]),
                           ("aria2c", ["aria2c", "--version"]), ("rclone", ["rclone", "version"]),
                           ("fio", ["fio", "--version"])):
@@ -1142,7 +1146,7 @@ def to_markdown(R):
     out = [f"# modelfs benchmark ({m['mode']}, {m['date']})", ""]
     out.append(f"Median of {m['runs']} runs per figure. {m['host_cpus']} CPUs, kernel "
                f"{m['kernel']}, load average at start {m['loadavg_start'][0]:.2f}. Big file "
-               f"{m['big_file_bytes'] / GIB:g} GiB. Upstream: hubsim behind {m['nginx']} "
+               f"{m['big_file_bytes'] / GIB:g} GiB. modelfs source {m.get('source')}. Upstream: hubsim behind {m['nginx']} "
                f"(sendfile on, blobs on {'tmpfs' if m.get('upstream_on_tmpfs') else 'disk'}). "
                f"Harness time {m['bench_seconds']:.0f} s (+ build and data in run.sh).")
     out.append("")

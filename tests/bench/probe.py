@@ -4,7 +4,8 @@
     probe.py --modelfs BIN --fixtures FX [--work DIR] SCENARIO [--strace] [--perf]
              [--mount-arg=--chunk-size=64K ...]
 
-SCENARIO: cold-seq | warm-seq | cold-rand-4k | cold-rand-1m | warm-rand-4k | parallel4
+SCENARIO: cold-seq | warm-seq | cold-rand-4k | cold-rand-1m | warm-rand-4k | parallel4 |
+          meta-warm (a second `ls -lR` of many-files after drop_caches)
 Starts the same upstream as bench.py, runs the scenario once on a fresh mount and prints: wall
 time, what upstream served (requests, histogram of range sizes, peak concurrent requests),
 the mount's CPU and peak RSS, and optionally `strace -c -f` or `perf record -g` of the mount

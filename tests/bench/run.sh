@@ -74,6 +74,7 @@ if [ $build = 1 ]; then
     # project builds with -Werror: retry with that one warning not fatal.
     if grep -q "Werror=restrict" "$work/build.log"; then
       say "Release build failed on GCC's -Wrestrict false positive; retrying with -Wno-error=restrict"
+      export MODELFS_BENCH_BUILD_NOTE="Release build needed -DCMAKE_CXX_FLAGS=-Wno-error=restrict (GCC 12 -O3 false positive with -Werror)"
       timeout 900 cmake -S "$src" -B "$bdir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMODELFS_TESTS=OFF \
         -DCMAKE_CXX_FLAGS=-Wno-error=restrict >/dev/null
       timeout 900 cmake --build "$bdir" >"$work/build.log" 2>&1 ||
@@ -83,6 +84,7 @@ if [ $build = 1 ]; then
     fi
   fi
   bin=$bdir/cli/modelfs
+  export MODELFS_BENCH_SOURCE="$(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)${src_rev:+ (git archive $src_rev)}"
 fi
 [ -n "$bin" ] || bin=$root/build-release/cli/modelfs
 [ -x "$bin" ] || { echo "run.sh: no modelfs binary at $bin" >&2; exit 1; }
