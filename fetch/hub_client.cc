@@ -34,6 +34,7 @@ struct Attempt {
   Status status;
   bool retryable = false;
   std::optional<Ms> retry_after;
+  bool connect_failed = false;  // no connection could be made at all
 };
 
 Attempt Fail(Code code, std::string message, int http_status = 0) {
@@ -154,7 +155,11 @@ Attempt TransportError(const http::Result& r, const std::string& what) {
   switch (r.failure) {
     case http::Failure::kNone:
       break;
-    case http::Failure::kConnect:
+    case http::Failure::kConnect: {
+      Attempt a = Retryable(Code::kNetwork, msg);
+      a.connect_failed = true;
+      return a;
+    }
     case http::Failure::kNetwork:
       return Retryable(Code::kNetwork, msg);
     case http::Failure::kStall:
@@ -212,6 +217,10 @@ struct HubClient::Impl {
   std::atomic<uint64_t> requests{0};
   std::atomic<uint64_t> bytes{0};
   std::atomic<uint64_t> retries{0};
+  // After a call has spent its retries failing to connect, later calls fail at once for a
+  // short while instead of each paying the whole backoff: offline reads must fail fast.
+  static constexpr Ms kUnreachableHold{3000};
+  std::atomic<int64_t> unreachable_until_ms{0};
   std::atomic<uint64_t> errors{0};
   std::atomic<uint64_t> redirects{0};
 
@@ -245,9 +254,23 @@ struct HubClient::Impl {
   template <class F>
   Status RunWithRetries(Clock::time_point deadline, const std::string& what, F&& attempt_fn) {
     const int max_attempts = std::max(1, opt.max_attempts);
+    auto now_ms = [] {
+      return std::chrono::duration_cast<Ms>(Clock::now().time_since_epoch()).count();
+    };
+    if (now_ms() < unreachable_until_ms.load(std::memory_order_relaxed)) {
+      return {Code::kNetwork, what + ": upstream unreachable (a connection failed moments ago)"};
+    }
     for (int attempt = 1;; ++attempt) {
       Attempt a = attempt_fn();
-      if (a.status.ok() || !a.retryable || attempt >= max_attempts) return a.status;
+      if (a.status.ok()) unreachable_until_ms.store(0, std::memory_order_relaxed);
+      // Marks the upstream unreachable when this call gives up on a failed connection.
+      auto give_up = [&] {
+        if (a.connect_failed) {
+          unreachable_until_ms.store(now_ms() + kUnreachableHold.count(), std::memory_order_relaxed);
+        }
+        return a.status;
+      };
+      if (a.status.ok() || !a.retryable || attempt >= max_attempts) return give_up();
       const auto remaining = std::chrono::duration_cast<Ms>(deadline - Clock::now());
       Ms wait;
       if (a.retry_after) {
@@ -264,7 +287,7 @@ struct HubClient::Impl {
         wait = *a.retry_after;
       } else {
         wait = Backoff(opt, attempt);
-        if (wait >= remaining) return a.status;
+        if (wait >= remaining) return give_up();
       }
       retries.fetch_add(1, std::memory_order_relaxed);
       spdlog::debug("modelfs fetch: {} failed ({}), retry {} in {} ms", what, a.status.ToString(),

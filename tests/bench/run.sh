@@ -84,6 +84,9 @@ if [ $build = 1 ]; then
     fi
   fi
   bin=$bdir/cli/modelfs
+  if grep -q "^CMAKE_CXX_FLAGS:STRING=-Wno-error=restrict" "$bdir/CMakeCache.txt"; then
+    export MODELFS_BENCH_BUILD_NOTE="Release build uses -DCMAKE_CXX_FLAGS=-Wno-error=restrict (GCC 12 -O3 false -Wrestrict with -Werror; kept in $bdir/CMakeCache.txt)"
+  fi
   export MODELFS_BENCH_SOURCE="$(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)${src_rev:+ (git archive $src_rev)}"
 fi
 [ -n "$bin" ] || bin=$root/build-release/cli/modelfs
