@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <memory>
 #include <thread>
 
@@ -58,6 +59,7 @@ struct MountArgs {
   std::vector<std::string> allow, deny;
   bool refuse_gated = false;
   bool token_file_optional = false;  // from the config file: a missing file means anonymous
+  std::set<std::string> fixed_keys;  // given by flags or -o: a config reload leaves them alone
 };
 
 std::vector<std::string> SplitList(const std::string& v) {
@@ -139,9 +141,12 @@ int MergeSettings(MountArgs& a, CLI::App* cmd) {
       {"control_socket", "--control-socket"}, {"metrics", "--metrics"}, {"allow", "--allow"},
       {"deny", "--deny"}, {"allow_other", "--allow-other"}, {"refuse_gated", "--refuse-gated"},
       {"offline", "--offline"}, {"revision_ttl", "--revision-ttl"}, {"read_timeout", "--read-timeout"}};
+  for (const auto& [k, v] : from_o) a.fixed_keys.insert(k);
+  for (const auto& [k, flag] : flag_of) {
+    if (cmd->get_option(flag)->count() > 0) a.fixed_keys.insert(k);
+  }
   for (const auto& [k, v] : merged) {
-    auto it = flag_of.find(k);
-    if (it != flag_of.end() && cmd->get_option(it->second)->count() > 0) continue;
+    if (a.fixed_keys.count(k)) continue;
     if (!ApplyKey(a, k, v, &error)) {
       std::fprintf(stderr, "modelfs: %s\n", error.c_str());
       return kExitUsage;
@@ -207,12 +212,18 @@ class Reloader {
         spdlog::error("reload: {}; keeping the current settings", error);
         return;
       }
-      for (const auto& key : {"log_level", "token_file", "allow", "deny", "refuse_gated"}) {
-        if (conf.count(key) && !ApplyKey(a, key, conf[key], &error)) {
+      // A key removed from the file goes back to its default, unless a flag fixed it.
+      static const std::map<std::string, std::string> defaults = {
+          {"log_level", "info"}, {"token_file", ""}, {"allow", ""}, {"deny", ""}, {"refuse_gated", "false"}};
+      for (const auto& [key, def] : defaults) {
+        if (a.fixed_keys.count(key)) continue;
+        const std::string& value = conf.count(key) ? conf[key] : def;
+        if (!ApplyKey(a, key, value, &error)) {
           spdlog::error("reload: {}; keeping the current settings", error);
           return;
         }
       }
+      if (!a.fixed_keys.count("token_file")) a.token_file_optional = !a.token_file.empty();
     }
     auto level = spdlog::level::from_str(a.log_level);
     if (level != spdlog::level::off || a.log_level == "off") spdlog::set_level(level);

@@ -138,7 +138,7 @@ if [ -f "$fixtures/manifest.json" ] && command -v python3 >/dev/null; then
   sed -i "s|^endpoint = .*|endpoint = $url|" "$root/etc/modelfs/modelfs.conf"
   mkdir -p "$root/mnt/models"
   if ! in_root mount -t fuse.modelfs modelfs /mnt/models -o allow_other,cache_size=1G,_netdev; then
-    cat "$root/var/cache/modelfs/modelfs.log" 2>/dev/null | tail -n 20
+    tail -n 20 "$root/var/cache/modelfs/modelfs.log" 2>/dev/null || true
   fi
   opts=$(findmnt -n -o FSTYPE,OPTIONS --mountpoint "$root/mnt/models" || true)
   echo "  $opts"

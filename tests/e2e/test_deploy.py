@@ -72,9 +72,6 @@ def mount_help():
                           timeout=10).stdout
 
 
-CONFIG_SUPPORTED = "--config" in mount_help()
-WHY_NO_CONFIG = ("modelfs mount has no --config yet: the unit's `--config FILE` is replaced by "
-                 "the equivalent flags, and reload (SIGHUP) and journald logs are not checked")
 
 
 def read_conf(path):
@@ -105,28 +102,7 @@ def write_conf(path, overrides):
         f.write("\n".join(lines) + "\n")
 
 
-def config_as_flags(path):
-    """The flags equivalent to a config file, for a modelfs without --config."""
-    helptext = mount_help()
-    flags = []
-    for k, v in read_conf(path).items():
-        flag = "--" + k.replace("_", "-")
-        if k == "token_file" and not os.path.exists(v):
-            continue  # contract: a missing token file means anonymous
-        if v.lower() in ("true", "false"):
-            if v.lower() == "false":
-                continue
-            if flag not in helptext:
-                raise AssertionError(f"config key {k} = true has no flag {flag} to stand in for it")
-            flags.append(flag)
-        elif flag in helptext:
-            flags += [flag, v]
-        elif v:
-            raise AssertionError(f"config key {k} = {v} has no flag {flag} to stand in for it")
-    return flags
-
-
-def users_run(user, argv, **kw):
+def users_run(user, argv):
     """argv as USER (uid, gid and groups), like a login of that user would be."""
     return ["setpriv", f"--reuid={user}", f"--regid={pwd.getpwnam(user).pw_gid}",
             "--init-groups", "--", *argv]
@@ -268,7 +244,7 @@ def split_command(value, env):
 class EmulatedService:
     """Runs a unit as systemd would (see the module docstring for what is and is not emulated)."""
 
-    def __init__(self, unit, dropin_env, runtime_root, journal_path, config_flags=None):
+    def __init__(self, unit, dropin_env, runtime_root, journal_path):
         self.unit = unit
         unit.check_known()
         if unit.get("Type", "simple") != "simple":
@@ -293,7 +269,6 @@ class EmulatedService:
         self.journal = open(journal_path, "ab")
         st = os.fstat(self.journal.fileno())
         self.env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
-        self.config_flags = config_flags
         self.main = None
         caps = unit.get("CapabilityBoundingSet", "")
         if caps.startswith("~"):
@@ -322,9 +297,6 @@ class EmulatedService:
         argv[0] = INSTALLED.get(argv[0], argv[0])
         if not os.access(argv[0], os.X_OK):
             raise AssertionError(f"{argv[0]} is not executable")
-        if self.config_flags is not None and argv[0] == BIN and "--config" in argv:
-            i = argv.index("--config")
-            argv[i:i + 2] = self.config_flags
         if "+" not in prefixes:  # privileges of User=/Group=, capabilities bounded
             argv = ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--init-groups",
                     f"--bounding-set={self.bounding}", "--inh-caps=-all", "--", *argv]
@@ -360,8 +332,9 @@ class EmulatedService:
                                      env=env, preexec_fn=self._preexec, start_new_session=True)
         err = self._control("ExecStartPost", self.start_timeout, {"MAINPID": str(self.main.pid)})
         if err:
+            main_status = self.main.poll()
             self.stop()
-            raise AssertionError(err + "\n" + self.journal_text())
+            raise AssertionError(f"{err}\nmain process status: {main_status}\n" + self.journal_text())
 
     def reload(self):
         err = self._control("ExecReload", self.start_timeout, {"MAINPID": str(self.main.pid)})
@@ -441,8 +414,8 @@ class Deploy(unittest.TestCase):
         log(f"PID 1 is {pid1!r}: " + ("systemd is running, but the unit is emulated anyway so "
             "the test does not touch the machine's units" if pid1 == "systemd" else
             "no systemd, so the unit is run as systemd would run it (see the docstring)"))
-        if not CONFIG_SUPPORTED:
-            log("NOTE: " + WHY_NO_CONFIG)
+        if "--config" not in mount_help():
+            raise AssertionError("modelfs mount has no --config: the unit needs it")
 
     @classmethod
     def _set_up_machine(cls):
@@ -540,8 +513,7 @@ class Deploy(unittest.TestCase):
         runtime_dirs = unit.values("RuntimeDirectory")
         svc = EmulatedService(
             unit, {"MODELFS_MOUNTPOINT": self.mnt, "MODELFS_CONFIG": conf},
-            os.path.join(self.root, "run"), os.path.join(self.root, "journal.log"),
-            None if CONFIG_SUPPORTED else config_as_flags(conf))
+            os.path.join(self.root, "run"), os.path.join(self.root, "journal.log"))
         self.assertEqual(runtime_dirs, ["modelfs"])
         self.addCleanup(svc.close)
         return svc
@@ -640,11 +612,11 @@ class Deploy(unittest.TestCase):
         r = subprocess.run(users_run(USERS[0], ["cat", priv]), capture_output=True, timeout=30)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assert_admin_rules()
-        if CONFIG_SUPPORTED:
-            lines = [l for l in svc.journal_text().splitlines() if l.strip()]
-            main_lines = [l for l in lines if "modelfs-service-helper" not in l]
-            self.assertTrue(main_lines and all(re.match(r"<[0-7]>", l) for l in main_lines[:5]),
-                            "JOURNAL_STREAM is set: log lines must start with <N>:\n" + "\n".join(lines[:10]))
+        # Under systemd (JOURNAL_STREAM) modelfs logs "<N>message": journald adds the time.
+        lines = [l for l in svc.journal_text().splitlines() if l.strip()]
+        main_lines = [l for l in lines if "modelfs-service-helper" not in l]
+        self.assertTrue(main_lines and all(re.match(r"<[0-7]>[^\[]", l) for l in main_lines),
+                        "log lines must start with <N>:\n" + "\n".join(lines[:10]))
         holder = self.hold_open(USERS[1], self.model()[0])
         rc, seconds = svc.stop()
         log(f"stopped in {seconds:.1f}s with {USERS[1]} holding a file open: exit {rc}")
@@ -673,9 +645,6 @@ class Deploy(unittest.TestCase):
         self.assertFalse(is_mounted(self.mnt))
 
     def test_unit_reload_rereads_log_level_and_token(self):
-        if not CONFIG_SUPPORTED:
-            print(f"\n  NOT EXERCISED YET: {WHY_NO_CONFIG}")
-            return
         with open(self.token, "w") as f:
             f.write(BASIC_TOKEN + "\n")
         svc = self.service({"log_level": "warn"})
@@ -715,8 +684,7 @@ class Deploy(unittest.TestCase):
         config = os.path.join(self.root, "modelfs.conf")
         write_conf(config, {"endpoint": self.hub.url, "token_file": self.token})
         return (f"allow_other,cache_dir={self.cache},cache_size=500G,_netdev,endpoint={self.hub.url},"
-                f"token_file={self.token},control_socket={self.sock},"
-                + (f"config={config}" if CONFIG_SUPPORTED else "config=none"))
+                f"token_file={self.token},control_socket={self.sock},config={config}")
 
     def mount_env(self):
         return dict(os.environ, MODELFS_BIN=BIN, MODELFS_SERVICE_HELPER=SERVICE_HELPER)
