@@ -237,6 +237,7 @@ class Reloader {
       spdlog::error("reload: {}; keeping the current token", error);
     }
     core_.policy().set({a.allow, a.deny, a.refuse_gated});
+    core_.snapshots().forget_misses();  // a new token may open what was refused
     spdlog::info("reloaded: log level {}, token from {}, {} allow / {} deny rules{}", a.log_level,
                  token.source, a.allow.size(), a.deny.size(), a.refuse_gated ? ", gated refused" : "");
   }

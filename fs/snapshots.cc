@@ -300,6 +300,18 @@ Status Snapshots::load_tree(const std::string& repo_id, const std::string& commi
   return Status::Ok();
 }
 
+void Snapshots::forget_misses() {
+  std::vector<std::shared_ptr<Entry>> all;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [key, e] : entries_) all.push_back(e);
+  }
+  for (auto& e : all) {
+    std::lock_guard lock(e->mu);
+    e->negative_until = {};
+  }
+}
+
 std::vector<std::string> Snapshots::known_orgs() {
   std::vector<index::RepoRecord> repos;
   (void)meta_.list_repos(&repos);

@@ -59,6 +59,9 @@ class Snapshots {
   Status get(const std::string& repo_id, const std::string& revision,
              std::shared_ptr<const Snapshot>* out);
 
+  // Forgets remembered misses and refusals (after a new token or policy is loaded).
+  void forget_misses();
+
   // Orgs and repo names (without revision) known locally, sorted.
   std::vector<std::string> known_orgs();
   std::vector<std::string> known_repos(const std::string& org);
