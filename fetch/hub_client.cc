@@ -588,7 +588,9 @@ Status HubClient::repo_info(const std::string& repo_id, const std::string& revis
   const auto deadline = Clock::now() + options_.deadline;
   std::string url = options_.endpoint + "/api/models/" + repo_id;
   if (!revision.empty()) url += "/revision/" + EncodeRevision(revision);
-  const std::string what = repo_id + (revision.empty() ? "" : "@" + Sanitize(revision, 200));
+  // Built with append: GCC 12 at -O3 misreports `"@" + std::string` here (-Wrestrict).
+  std::string what = repo_id;
+  if (!revision.empty()) what.append("@").append(Sanitize(revision, 200));
   http::Response resp;
   std::string final_url;
   Status s = impl_->RunWithRetries(deadline, what, [&] {
