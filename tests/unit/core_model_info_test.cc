@@ -513,9 +513,12 @@ TEST(ModelInfoTest, SafetensorsLargeHeaderTwoExactReads) {
 
 TEST(ModelInfoTest, FixtureSafetensors) {
   const std::string dir = Env("MODELFS_FIXTURES");
-  if (dir.empty() || !stdfs::exists(stdfs::path(dir) / "manifest.json")) {
-    GTEST_SKIP() << "MODELFS_FIXTURES not set";
+  if (dir.empty()) {
+    GTEST_SKIP() << "MODELFS_FIXTURES is not set (ctest sets it after tests/prepare.sh ran); "
+                    "run through ctest to check the fixture safetensors";
   }
+  ASSERT_TRUE(stdfs::exists(stdfs::path(dir) / "manifest.json"))
+      << "MODELFS_FIXTURES=" << dir << " has no manifest.json";
   std::ifstream in(stdfs::path(dir) / "manifest.json");
   nlohmann::json m = nlohmann::json::parse(in);
   const auto& repo = m["repos"]["modelfs-test/tiny-safetensors"];
