@@ -37,7 +37,10 @@ std::string Ago(int64_t t) {
   return std::to_string(d / 86400) + "d ago";
 }
 
-std::string Bytes(const json& v) { return FormatSize(v.is_number() ? v.get<uint64_t>() : 0); }
+// Missing keys read as 0: operator[] on a const json must not be used for absent keys.
+std::string Bytes(const json& obj, const char* key) {
+  return FormatSize(obj.is_object() ? obj.value(key, uint64_t{0}) : 0);
+}
 
 // A progress bar on a terminal, plain periodic lines otherwise, JSON lines with --json.
 class Progress {
@@ -63,7 +66,7 @@ class Progress {
       draw(e, now, false);
     } else if (ev == "file_done") {
       clear();
-      std::fprintf(stderr, "  done %s (%s%s)\n", e.value("file", "").c_str(), Bytes(e["size"]).c_str(),
+      std::fprintf(stderr, "  done %s (%s%s)\n", e.value("file", "").c_str(), Bytes(e, "size").c_str(),
                    e.value("fetched", uint64_t{0}) == 0 ? ", was cached" : "");
       if (tty_) draw(e, now, true);
     } else if (ev == "verified" && !e.value("ok", true)) {
@@ -168,7 +171,7 @@ int RunPrefetch(const CacheArgs& a, bool pin) {
     } else {
       std::fprintf(stderr, "%s %d files of %s: fetched %s, %s were already cached, %.1f s\n",
                    pin ? "pinned" : "prefetched", r.value("files", 0), r.value("repo", "").c_str(),
-                   Bytes(r["fetched_bytes"]).c_str(), Bytes(r["already_cached_bytes"]).c_str(),
+                   Bytes(r, "fetched_bytes").c_str(), Bytes(r, "already_cached_bytes").c_str(),
                    r.value("seconds", 0.0));
     }
   }
@@ -194,7 +197,7 @@ int RunLs(const CacheArgs& a) {
         revs += (revs.empty() ? "" : ", ") + rev + "=" + sha.get<std::string>().substr(0, 8);
       }
       std::printf("%-48s %10s %7d %9d %7d %-10s %s\n", r.value("repo", "").c_str(),
-                  Bytes(r["size_on_disk"]).c_str(), r.value("cached_files", 0),
+                  Bytes(r, "size_on_disk").c_str(), r.value("cached_files", 0),
                   r.value("complete_files", 0), r.value("pinned_files", 0),
                   Ago(r.value("last_access", int64_t{0})).c_str(), revs.c_str());
     }
@@ -236,9 +239,9 @@ int RunInfo(const CacheArgs& a) {
   }
   std::printf("%s@%s (commit %s): %zu files, %s, %s cached\n", r.value("repo", "").c_str(),
               r.value("revision", "").c_str(), r.value("commit", "").c_str(), r["files"].size(),
-              Bytes(r["total_bytes"]).c_str(), Bytes(r["cached_bytes"]).c_str());
+              Bytes(r, "total_bytes").c_str(), Bytes(r, "cached_bytes").c_str());
   for (const auto& f : r["files"]) {
-    std::printf("  %-56s %10s %s\n", f.value("path", "").c_str(), Bytes(f["size"]).c_str(),
+    std::printf("  %-56s %10s %s\n", f.value("path", "").c_str(), Bytes(f, "size").c_str(),
                 f.value("cached_bytes", uint64_t{0}) == f.value("size", uint64_t{0}) ? "cached" : "");
     if (f.contains("model")) {
       const json& m = f["model"];
@@ -252,7 +255,7 @@ int RunInfo(const CacheArgs& a) {
                   m.value("file_type", "").empty() ? "" : (", " + m.value("file_type", "")).c_str());
       std::string rt;
       for (const auto& x : m["runtimes"]) rt += (rt.empty() ? "" : ", ") + x.get<std::string>();
-      std::printf("      loads in: %s (header read: %s)\n", rt.c_str(), Bytes(m["bytes_read"]).c_str());
+      std::printf("      loads in: %s (header read: %s)\n", rt.c_str(), Bytes(m, "bytes_read").c_str());
     } else if (f.contains("model_error")) {
       std::printf("      unreadable header: %s\n", f.value("model_error", "").c_str());
     }
@@ -271,17 +274,17 @@ int RunStats(const CacheArgs& a) {
   }
   const json &c = s["cache"], &r = s["reads"], &u = s["upstream"];
   std::printf("cache      %s: %s of %s used, %s pinned, %llu chunks\n", c.value("dir", "").c_str(),
-              Bytes(c["used_bytes"]).c_str(), Bytes(c["limit_bytes"]).c_str(), Bytes(c["pinned_bytes"]).c_str(),
+              Bytes(c, "used_bytes").c_str(), Bytes(c, "limit_bytes").c_str(), Bytes(c, "pinned_bytes").c_str(),
               static_cast<unsigned long long>(c.value("chunks", uint64_t{0})));
-  std::printf("served     %s (%s from cache, %s fetched), hit ratio %.1f%%\n", Bytes(r["bytes_served"]).c_str(),
-              Bytes(r["bytes_from_cache"]).c_str(), Bytes(r["bytes_fetched"]).c_str(), 100 * r.value("hit_ratio", 0.0));
+  std::printf("served     %s (%s from cache, %s fetched), hit ratio %.1f%%\n", Bytes(r, "bytes_served").c_str(),
+              Bytes(r, "bytes_from_cache").c_str(), Bytes(r, "bytes_fetched").c_str(), 100 * r.value("hit_ratio", 0.0));
   std::printf("evictions  %llu chunks (%s); corrupt chunks found %llu\n",
-              static_cast<unsigned long long>(c.value("evicted_chunks", uint64_t{0})), Bytes(c["evicted_bytes"]).c_str(),
+              static_cast<unsigned long long>(c.value("evicted_chunks", uint64_t{0})), Bytes(c, "evicted_bytes").c_str(),
               static_cast<unsigned long long>(c.value("corrupt_chunks", uint64_t{0})));
   std::printf("in flight  %llu chunks; %llu open files\n", static_cast<unsigned long long>(r.value("inflight_chunks", uint64_t{0})),
               static_cast<unsigned long long>(s.value("open_files", uint64_t{0})));
   std::printf("upstream   %llu requests, %s, %llu retries, %llu errors\n",
-              static_cast<unsigned long long>(u.value("requests", uint64_t{0})), Bytes(u["bytes"]).c_str(),
+              static_cast<unsigned long long>(u.value("requests", uint64_t{0})), Bytes(u, "bytes").c_str(),
               static_cast<unsigned long long>(u.value("retries", uint64_t{0})), static_cast<unsigned long long>(u.value("errors", uint64_t{0})));
   std::printf("uptime     %llds\n", static_cast<long long>(s.value("uptime_seconds", int64_t{0})));
   return 0;
@@ -290,20 +293,21 @@ int RunStats(const CacheArgs& a) {
 int RunSimple(const CacheArgs& a, const std::string& op, json args) {
   json final;
   int rc = Execute(a, {{"op", op}, {"args", std::move(args)}}, &final);
-  if (rc != 0 && !final.contains("result")) return rc;
+  // Only rm has something to report when it fails (what it removed before refusing pins).
+  if (rc != 0 && (op != "rm" || !final.contains("result"))) return rc;
   const json& r = final["result"];
   if (a.common.json) {
     PrintJson(r);
   } else if (op == "gc") {
-    std::printf("freed %s; cache now %s (%s pinned)\n", Bytes(r["freed_bytes"]).c_str(),
-                Bytes(r["used_bytes"]).c_str(), Bytes(r["pinned_bytes"]).c_str());
+    std::printf("freed %s; cache now %s (%s pinned)\n", Bytes(r, "freed_bytes").c_str(),
+                Bytes(r, "used_bytes").c_str(), Bytes(r, "pinned_bytes").c_str());
   } else if (op == "rm") {
-    std::printf("removed %d files, freed %s\n", r.value("removed_files", 0), Bytes(r["freed_bytes"]).c_str());
+    std::printf("removed %d files, freed %s\n", r.value("removed_files", 0), Bytes(r, "freed_bytes").c_str());
   } else if (op == "unpin") {
     std::printf("unpinned %d files\n", r.value("unpinned_files", 0));
   } else if (op == "verify") {
     std::printf("verified %d files (%s): %d corrupt%s\n", r.value("checked_files", 0),
-                Bytes(r["verified_bytes"]).c_str(), r.value("corrupt_files", 0),
+                Bytes(r, "verified_bytes").c_str(), r.value("corrupt_files", 0),
                 r.value("corrupt_files", 0) ? " (dropped; they will be fetched again)" : "");
   }
   return rc;
@@ -414,13 +418,13 @@ std::vector<Runner> AddCacheCommands(CLI::App& app) {
         Progress p(a.common.json);
         json final;
         int rc = Execute(a, {{"op", "verify"}, {"args", RequestArgs(a)}}, &final, &p);
-        if (rc != 0 && !final.contains("result")) return rc;
+        if (rc != 0) return rc;
         const json& r = final["result"];
         if (a.common.json) {
           PrintResultLine(r);
         } else {
           std::printf("verified %d files (%s): %d corrupt%s\n", r.value("checked_files", 0),
-                      Bytes(r["verified_bytes"]).c_str(), r.value("corrupt_files", 0),
+                      Bytes(r, "verified_bytes").c_str(), r.value("corrupt_files", 0),
                       r.value("corrupt_files", 0) ? " (dropped; they will be fetched again)" : "");
         }
         return rc;

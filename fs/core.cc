@@ -21,7 +21,9 @@ Core::Core(CoreOptions options, index::Cache& cache, fetch::HubClient& hub)
       reader_(options_, cache.chunks(), hub),
       started_(static_cast<int64_t>(std::time(nullptr))) {}
 
-Core::~Core() = default;
+Core::~Core() {
+  for (OpenFile* f : handles_) delete f;
+}
 
 double Core::negative_timeout() const { return static_cast<double>(options_.negative_ttl.count()); }
 
@@ -200,6 +202,10 @@ Status Core::open(uint64_t ino, uint64_t* handle) {
   loc.size = node->file.size;
   loc.etag = node->file.content_id();
   auto f = reader_.open(std::move(loc), node->file.content_id());
+  {
+    std::lock_guard lock(handles_mu_);
+    handles_.insert(f.get());
+  }
   *handle = reinterpret_cast<uint64_t>(f.release());
   open_files_++;
   return Status::Ok();
@@ -210,7 +216,12 @@ Status Core::read(uint64_t handle, uint64_t offset, size_t size, std::string* ou
 }
 
 void Core::release(uint64_t handle) {
-  delete reinterpret_cast<OpenFile*>(handle);
+  auto* f = reinterpret_cast<OpenFile*>(handle);
+  {
+    std::lock_guard lock(handles_mu_);
+    handles_.erase(f);
+  }
+  delete f;
   open_files_--;
 }
 

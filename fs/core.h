@@ -9,6 +9,8 @@
 #pragma once
 
 #include <cstdint>
+#include <mutex>
+#include <unordered_set>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -91,6 +93,10 @@ class Core {
   InodeTable inodes_;
   Reader reader_;
   std::atomic<uint64_t> open_files_{0};
+  // Handles still open when the mount goes away (a lazy unmount sends no release) are freed
+  // by the destructor.
+  std::mutex handles_mu_;
+  std::unordered_set<OpenFile*> handles_;
   const int64_t started_;
 };
 

@@ -12,11 +12,22 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <mutex>
+#include <unordered_set>
 
 namespace modelfs::fs {
 namespace {
 
-Core& CoreOf(fuse_req_t req) { return *static_cast<Core*>(fuse_req_userdata(req)); }
+// What the callbacks reach through fuse_req_userdata: the core, and the directory handles
+// still open (a lazy unmount sends no releasedir, so they are freed when serving ends).
+struct Session {
+  Core& core;
+  std::mutex mu;
+  std::unordered_set<void*> dirs;
+};
+
+Session& SessionOf(fuse_req_t req) { return *static_cast<Session*>(fuse_req_userdata(req)); }
+Core& CoreOf(fuse_req_t req) { return SessionOf(req).core; }
 
 int ToErrno(const Status& st) {
   switch (st.code()) {
@@ -102,9 +113,17 @@ void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   auto h = std::make_unique<DirHandle>();
   Status st = CoreOf(req).readdir(ino, &h->entries);
   if (!st.ok()) return ReplyError(req, st);
+  {
+    std::lock_guard lock(SessionOf(req).mu);
+    SessionOf(req).dirs.insert(h.get());
+  }
   fi->fh = reinterpret_cast<uint64_t>(h.release());
   fi->cache_readdir = 0;
-  if (fuse_reply_open(req, fi) == -ENOENT) delete reinterpret_cast<DirHandle*>(fi->fh);
+  if (fuse_reply_open(req, fi) == -ENOENT) {
+    std::lock_guard lock(SessionOf(req).mu);
+    SessionOf(req).dirs.erase(reinterpret_cast<void*>(fi->fh));
+    delete reinterpret_cast<DirHandle*>(fi->fh);
+  }
 }
 
 void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
@@ -134,6 +153,10 @@ void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file
 }
 
 void OpReleasedir(fuse_req_t req, fuse_ino_t /*ino*/, fuse_file_info* fi) {
+  {
+    std::lock_guard lock(SessionOf(req).mu);
+    SessionOf(req).dirs.erase(reinterpret_cast<void*>(fi->fh));
+  }
   delete reinterpret_cast<DirHandle*>(fi->fh);
   fuse_reply_err(req, 0);
 }
@@ -240,8 +263,15 @@ Status ServeFuse(Core& core, const MountOptions& options, const std::function<vo
   std::unique_ptr<fuse_args, ArgsDeleter> args_guard(&args);
 
   fuse_lowlevel_ops ops = MakeOps();
+  Session session{core, {}, {}};
+  struct DirCleanup {
+    Session& s;
+    ~DirCleanup() {
+      for (void* d : s.dirs) delete static_cast<DirHandle*>(d);
+    }
+  } dir_cleanup{session};
   std::unique_ptr<fuse_session, SessionDeleter> se(
-      fuse_session_new(&args, &ops, sizeof(ops), &core));
+      fuse_session_new(&args, &ops, sizeof(ops), &session));
   if (!se) return {Code::kInvalid, "bad FUSE options (see the log above)"};
   if (fuse_set_signal_handlers(se.get()) != 0) return {Code::kIo, "cannot set signal handlers"};
   if (fuse_session_mount(se.get(), options.mountpoint.c_str()) != 0) {
