@@ -1,4 +1,5 @@
 #include "index/cache.h"
+#include "index/unique_fd.h"
 
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
@@ -16,32 +17,6 @@ namespace modelfs::index {
 namespace {
 
 namespace fs = std::filesystem;
-
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  ~UniqueFd() { reset(); }
-  UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& o) noexcept {
-    if (this != &o) {
-      reset();
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 // Holds flock(LOCK_EX) on an open file; the lock goes with the descriptor.
 class FileLock {

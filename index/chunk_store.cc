@@ -1,4 +1,5 @@
 #include "index/chunk_store.h"
+#include "index/unique_fd.h"
 
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -177,37 +178,6 @@ bool DecodeHeader(const unsigned char* h, uint32_t max_len, Header* out, std::st
   out->raw = h;
   return true;
 }
-
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  ~UniqueFd() { reset(); }
-  UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& o) noexcept {
-    if (this != &o) {
-      reset();
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-  // Closes and reports the close error (0 or errno): a failed close can mean lost data.
-  int close() {
-    int rc = ::close(std::exchange(fd_, -1));
-    return rc == 0 ? 0 : errno;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 // Reads up to n bytes at off; returns the bytes read (short at end of file) or -1 (errno set).
 ssize_t PreadAll(int fd, void* buf, size_t n, off_t off) {
