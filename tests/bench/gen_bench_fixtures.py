@@ -116,11 +116,7 @@ def make_repo(repos_root, name, day, title, producers):
         sha256_hex, git_sha1 = producers[path](dest)
         e = entry_for(path, os.path.getsize(dest), sha256_hex, git_sha1)
         entries.append(e)
-        node = nested
-        parts = path.split("/")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = e["oid"]
+        gf.add_to_tree(nested, path, e["oid"])
     dirs = {}
     tree = gf.build_tree(nested, dirs)
     date = gf.EPOCH + 86400 * day
