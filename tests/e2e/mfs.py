@@ -21,6 +21,29 @@ FIXTURES = os.environ.get("MODELFS_FIXTURES") or os.path.join(SOURCE, "build", "
 BIN = os.environ.get("MODELFS_BIN") or os.path.join(SOURCE, "build", "cli", "modelfs")
 ORG = "modelfs-test"
 FULL_TOKEN = "hf_modelfs_full"
+
+
+def ensure_traversable(path):
+    """Tests run the binary and scripts as other Unix users; a checkout under a 0700 directory
+    (mktemp -d) would hide them. Grant search (x, not read) on each ancestor that lacks it."""
+    path = os.path.abspath(path)
+    while True:
+        try:
+            st = os.stat(path)
+            if not st.st_mode & 0o001:
+                os.chmod(path, st.st_mode | 0o001)
+                print(f"mfs: granted o+x on {path} so test users can reach the build")
+        except OSError:
+            pass
+        parent = os.path.dirname(path)
+        if parent == path:
+            return
+        path = parent
+
+
+if os.geteuid() == 0:
+    ensure_traversable(SOURCE)
+    ensure_traversable(os.path.dirname(BIN))
 BASIC_TOKEN = "hf_modelfs_basic"
 
 
