@@ -39,6 +39,7 @@ struct MountArgs {
   std::string endpoint;
   std::string token_file;
   bool offline = false;
+  bool strict_verify = false;
   bool foreground = false;
   bool allow_other = false;
   std::string log_level = "info";
@@ -107,6 +108,7 @@ bool ApplyKey(MountArgs& a, const std::string& key, const std::string& value, st
   else if (key == "allow_other") return bool_value(&a.allow_other);
   else if (key == "refuse_gated") return bool_value(&a.refuse_gated);
   else if (key == "offline") return bool_value(&a.offline);
+  else if (key == "strict_verify") return bool_value(&a.strict_verify);
   else if (key == "revision_ttl") return uint_value(&a.revision_ttl);
   else if (key == "read_timeout") return uint_value(&a.read_timeout);
   return true;  // "config" and "mountpoint" are handled by the caller
@@ -140,7 +142,8 @@ int MergeSettings(MountArgs& a, CLI::App* cmd) {
       {"token_file", "--token-file"}, {"admin_group", "--admin-group"}, {"log_level", "--log-level"},
       {"control_socket", "--control-socket"}, {"metrics", "--metrics"}, {"allow", "--allow"},
       {"deny", "--deny"}, {"allow_other", "--allow-other"}, {"refuse_gated", "--refuse-gated"},
-      {"offline", "--offline"}, {"revision_ttl", "--revision-ttl"}, {"read_timeout", "--read-timeout"}};
+      {"offline", "--offline"}, {"revision_ttl", "--revision-ttl"}, {"read_timeout", "--read-timeout"},
+      {"strict_verify", "--strict-verify"}};
   for (const auto& [k, v] : from_o) a.fixed_keys.insert(k);
   for (const auto& [k, flag] : flag_of) {
     if (cmd->get_option(flag)->count() > 0) a.fixed_keys.insert(k);
@@ -362,6 +365,10 @@ int RunMount(const MountArgs& a) {
   sigemptyset(&hup);
   sigaddset(&hup, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &hup, nullptr);
+  // Everything the mount creates (cache dir, index, chunks, log) is its own, whatever umask it
+  // was started with (umask 000 would make the log world-writable); the control socket gets
+  // its mode explicitly.
+  ::umask(077);
   std::filesystem::create_directories(cache_dir, ec);
   ::chmod(cache_dir.c_str(), 0700);
   try {
@@ -402,6 +409,7 @@ int RunMount(const MountArgs& a) {
   core_opts.read_timeout = std::chrono::seconds(a.read_timeout);
   core_opts.fetch_threads = std::max(1u, a.fetch_threads);
   core_opts.offline = offline;
+  core_opts.strict_verify = a.strict_verify;
   core_opts.control_socket = a.control_socket.empty() ? cache_dir + "/control.sock" : a.control_socket;
   fs::Core core(core_opts, *cache, hub);
   core.policy().set({a.allow, a.deny, a.refuse_gated});
@@ -459,6 +467,10 @@ Runner AddMountCommand(CLI::App& app) {
                   "File holding a Hub token (default: $HF_TOKEN, $HF_TOKEN_PATH, $HF_HOME/token)");
   cmd->add_flag("--offline", a->offline,
                 "No network: list and read only what is cached (also HF_HUB_OFFLINE=1)");
+  cmd->add_flag("--strict-verify", a->strict_verify,
+                "Serve no byte of an LFS file until the whole file is cached and its sha256 checked "
+                "(the first read waits for the whole file; default: a read of the file's end fails "
+                "if the sha256 is wrong)");
   cmd->add_flag("-f,--foreground", a->foreground, "Stay in the foreground and log to stderr");
   cmd->add_flag("--allow-other", a->allow_other,
                 "Let other users use the mount (needs user_allow_other in /etc/fuse.conf unless root)");

@@ -19,7 +19,18 @@ Core::Core(CoreOptions options, index::Cache& cache, fetch::HubClient& hub)
       hub_(hub),
       snapshots_(options_, cache.meta(), hub, policy_),
       reader_(options_, cache.chunks(), hub),
-      started_(static_cast<int64_t>(std::time(nullptr))) {}
+      started_(static_cast<int64_t>(std::time(nullptr))) {
+  reader_.set_on_content_dropped([this](const std::string& cid) {
+    std::lock_guard lock(invalidator_mu_);
+    if (!invalidator_) return;
+    for (uint64_t ino : inodes_.files_with_content(cid)) invalidator_(ino);
+  });
+}
+
+void Core::set_kernel_invalidator(std::function<void(uint64_t)> fn) {
+  std::lock_guard lock(invalidator_mu_);
+  invalidator_ = std::move(fn);
+}
 
 Core::~Core() {
   for (OpenFile* f : handles_) delete f;
@@ -195,6 +206,14 @@ Status Core::open(uint64_t ino, uint64_t* handle) {
   auto node = inodes_.get(ino);
   if (!node) return {Code::kNotFound, "stale inode"};
   if (node->kind != NodeKind::kFile) return {Code::kIsDir, "is a directory"};
+  // The reader numbers chunks with uint32_t: past 2^32 chunks (a tree claiming 256 TiB with
+  // 64 KiB chunks) an index would wrap and serve chunk 0's bytes for another offset.
+  if (const uint64_t cs = cache_.chunks().chunk_size();
+      node->file.size > 0 && (node->file.size - 1) / cs > UINT32_MAX) {
+    spdlog::warn("{}/{}: listed as {} bytes, more than {} chunks of {} bytes can address",
+                 node->repo_id, node->file.path, node->file.size, uint64_t{UINT32_MAX} + 1, cs);
+    return {Code::kIo, node->file.path + " is too large for the cache's chunk size"};
+  }
   fetch::FileLocation loc;
   loc.repo_id = node->repo_id;
   loc.commit = node->commit;

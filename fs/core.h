@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <unordered_set>
 #include <memory>
@@ -68,6 +69,10 @@ class Core {
   Status getxattr(uint64_t ino, std::string_view name, std::string* value);
   Status listxattr(uint64_t ino, std::vector<std::string>* names);
 
+  // Called with each inode whose cached pages must be dropped (its data turned out wrong).
+  // The FUSE adapter sets it while mounted; it must not block on FUSE requests.
+  void set_kernel_invalidator(std::function<void(uint64_t ino)> fn);
+
   // Seconds the kernel may cache a negative lookup.
   double negative_timeout() const;
   CoreStats stats() const;
@@ -98,6 +103,8 @@ class Core {
   std::mutex handles_mu_;
   std::unordered_set<OpenFile*> handles_;
   const int64_t started_;
+  std::mutex invalidator_mu_;
+  std::function<void(uint64_t)> invalidator_;
 };
 
 }  // namespace modelfs::fs

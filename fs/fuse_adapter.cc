@@ -10,9 +10,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <unordered_set>
 
 namespace modelfs::fs {
@@ -249,6 +252,54 @@ struct LoopCfgDeleter {
   void operator()(fuse_loop_config* c) const { fuse_loop_cfg_destroy(c); }
 };
 
+// Sends page-cache invalidations from its own thread: the kernel handles a notification
+// inside the write to /dev/fuse and may wait there on a read this process has yet to answer.
+class Notifier {
+ public:
+  explicit Notifier(fuse_session* se) : se_(se), thread_([this] { run(); }) {}
+  ~Notifier() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+  Notifier(const Notifier&) = delete;
+  Notifier& operator=(const Notifier&) = delete;
+  void push(uint64_t ino) {
+    {
+      std::lock_guard lock(mu_);
+      queue_.push_back(ino);
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  void run() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      if (stop_) return;
+      uint64_t ino = queue_.front();
+      queue_.pop_front();
+      lock.unlock();
+      int rc = fuse_lowlevel_notify_inval_inode(se_, ino, 0, 0);
+      if (rc != 0 && rc != -ENOENT) {
+        spdlog::warn("could not drop the kernel's cached pages of inode {}: {}", ino,
+                     std::strerror(-rc));
+      }
+      lock.lock();
+    }
+  }
+  fuse_session* se_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<uint64_t> queue_;
+  bool stop_ = false;
+  std::thread thread_;  // last: starts once the rest is ready
+};
+
 }  // namespace
 
 Status ServeFuse(Core& core, const MountOptions& options, const std::function<void()>& on_ready) {
@@ -280,6 +331,12 @@ Status ServeFuse(Core& core, const MountOptions& options, const std::function<vo
                            " (does it exist, is it empty, is /dev/fuse usable?)"};
   }
   spdlog::info("mounted on {}", options.mountpoint);
+  Notifier notifier(se.get());
+  core.set_kernel_invalidator([&notifier](uint64_t ino) { notifier.push(ino); });
+  struct ClearInvalidator {
+    Core& core;
+    ~ClearInvalidator() { core.set_kernel_invalidator(nullptr); }
+  } clear_invalidator{core};
   on_ready();
   std::unique_ptr<fuse_loop_config, LoopCfgDeleter> cfg(fuse_loop_cfg_create());
   fuse_loop_cfg_set_max_threads(cfg.get(), options.max_threads);

@@ -42,4 +42,13 @@ size_t InodeTable::size() const {
   return by_ino_.size();
 }
 
+std::vector<uint64_t> InodeTable::files_with_content(const std::string& content_id) const {
+  std::vector<uint64_t> out;
+  std::shared_lock lock(mu_);
+  for (const auto& [ino, node] : by_ino_) {
+    if (node->kind == NodeKind::kFile && node->file.content_id() == content_id) out.push_back(ino);
+  }
+  return out;
+}
+
 }  // namespace modelfs::fs

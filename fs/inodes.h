@@ -12,6 +12,7 @@
 #include <shared_mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "index/meta_store.h"
 
@@ -43,6 +44,8 @@ class InodeTable {
   // Returns the node for key, creating it from proto (whose ino is ignored) if new.
   std::shared_ptr<const Node> intern(const std::string& key, Node proto);
   size_t size() const;
+  // File inodes whose bytes are this content (a rare full scan: used after a sha256 mismatch).
+  std::vector<uint64_t> files_with_content(const std::string& content_id) const;
 
  private:
   mutable std::shared_mutex mu_;

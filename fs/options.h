@@ -23,6 +23,8 @@ struct CoreOptions {
   // Kernel cache timeouts for paths pinned to a commit (immutable).
   std::chrono::seconds immutable_ttl{86'400};
   bool offline = false;
+  // Serve no byte of an LFS file before the whole file is cached and its sha256 checked.
+  bool strict_verify = false;
   // Shown as user.modelfs.control_socket on the mount root, so the CLI can find the mount.
   std::string control_socket;
 };

@@ -1,5 +1,6 @@
 #include "fs/reader.h"
 
+#include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -9,6 +10,17 @@
 #include "fs/snapshots.h"
 
 namespace modelfs::fs {
+
+// A running sha256 over chunks 0..next-1 of one file. Its mutex is held while hashing, so
+// whoever stores a chunk either sees it consumed or consumes it itself.
+struct Reader::HashCursor {
+  std::mutex mu;
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx{EVP_MD_CTX_new(), &EVP_MD_CTX_free};
+  bool ok = false;     // ctx initialised
+  bool valid = true;   // false once replaced or finished: holders must drop it
+  uint32_t next = 0;
+};
+
 namespace {
 
 std::string Key(const std::string& cid, uint32_t index) {
@@ -19,6 +31,21 @@ std::string Key(const std::string& cid, uint32_t index) {
 // readahead out of order from several threads, so an exact match would be too strict.
 constexpr uint64_t kSeqForward = 16ull << 20;
 constexpr uint64_t kSeqBackward = 1ull << 20;
+// Files being hashed at once; beyond it a file is hashed in one pass when it is complete.
+constexpr size_t kMaxCursors = 256;
+
+bool IsSha256Id(const std::string& cid) { return cid.size() == 64; }
+
+std::string Hex(const unsigned char* d, unsigned n) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(2 * n);
+  for (unsigned i = 0; i < n; ++i) {
+    out += kHex[d[i] >> 4];
+    out += kHex[d[i] & 0xf];
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -31,10 +58,11 @@ Reader::Reader(const CoreOptions& options, index::ChunkStore& store, fetch::HubC
 
 Reader::~Reader() { stopping_ = true; }
 
-std::unique_ptr<OpenFile> Reader::open(fetch::FileLocation loc, std::string content_id) const {
+std::unique_ptr<OpenFile> Reader::open(fetch::FileLocation loc, std::string content_id) {
   auto f = std::make_unique<OpenFile>();
   f->loc = std::move(loc);
   f->content_id = std::move(content_id);
+  f->mismatch_epoch = mismatch_epoch(f->content_id);
   return f;
 }
 
@@ -86,7 +114,6 @@ void Reader::fetch_run(const fetch::FileLocation& loc, const std::string& cid, u
   size_t done = 0;
   std::string buf;
   buf.reserve(chunk_len(loc.size, first));
-  bool stored_any = false;
   auto sink = [&](const char* data, size_t n) {
     if (stopping_) return false;
     while (n > 0 && done < pending.size()) {
@@ -98,10 +125,12 @@ void Reader::fetch_run(const fetch::FileLocation& loc, const std::string& cid, u
       n -= take;
       if (take < want) break;
       auto bytes = std::make_shared<const std::string>(std::move(buf));
+      before_put(cid, index);
       if (index::Status s = store_.put(cid, index, *bytes); !s.ok()) {
         spdlog::warn("cache: chunk {} of {} not stored: {}", index, loc.path, s.ToString());
       } else {
-        stored_any = true;
+        // Before finish(): a reader woken for this chunk finds it already hashed.
+        advance(loc, cid, index, bytes.get());
       }
       n_.bytes_fetched += bytes->size();
       n_.chunks_fetched++;
@@ -123,29 +152,133 @@ void Reader::fetch_run(const fetch::FileLocation& loc, const std::string& cid, u
       finish(cid, first + static_cast<uint32_t>(i), *pending[i], err, nullptr);
     }
   }
-  if (stored_any) maybe_verify(loc, cid);
 }
 
-void Reader::maybe_verify(const fetch::FileLocation& loc, const std::string& cid) {
-  if (cid.size() != 64 || store_.cached_bytes(cid) != loc.size) return;  // only LFS sha256 ids
+std::shared_ptr<Reader::HashCursor> Reader::cursor(const std::string& cid, bool force) {
+  std::lock_guard lock(cursors_mu_);
+  auto it = cursors_.find(cid);
+  if (it != cursors_.end()) return it->second;
+  if (!force && cursors_.size() >= kMaxCursors) return nullptr;
+  auto c = std::make_shared<HashCursor>();
+  c->ok = c->ctx && EVP_DigestInit_ex(c->ctx.get(), EVP_sha256(), nullptr) == 1;
+  cursors_.emplace(cid, c);
+  return c;
+}
+
+// A chunk the cursor already hashed is about to be stored again (it was evicted): the running
+// hash no longer describes the stored bytes, so start over.
+void Reader::before_put(const std::string& cid, uint32_t index) {
+  if (!IsSha256Id(cid)) return;
+  std::shared_ptr<HashCursor> c;
   {
-    std::lock_guard lock(verify_mu_);
-    if (!verifying_.insert(cid).second) return;
+    std::lock_guard lock(cursors_mu_);
+    auto it = cursors_.find(cid);
+    if (it == cursors_.end()) return;
+    c = it->second;
   }
-  pool_.submit([this, loc, cid] {
-    std::string hex;
-    index::Status s = store_.content_sha256(cid, loc.size, &hex);
-    if (s.ok() && hex != cid) {
-      n_.sha256_mismatches++;
-      spdlog::error("sha256 mismatch for {}@{}/{}: expected {}, got {}; dropped its cached data",
-                    loc.repo_id, loc.commit.substr(0, 8), loc.path, cid, hex);
-      (void)store_.remove_content(cid);
-    } else if (s.ok()) {
-      n_.files_verified++;
+  std::lock_guard clock(c->mu);
+  if (c->valid && index < c->next) {
+    c->valid = false;
+    std::lock_guard lock(cursors_mu_);
+    auto it = cursors_.find(cid);
+    if (it != cursors_.end() && it->second == c) cursors_.erase(it);
+  }
+}
+
+// Hashes the cursor forward over chunks already stored. Ok when it stops short or matched;
+// kIo on a mismatch (the data is dropped by then). cursor mutex held.
+Status Reader::consume_locked(HashCursor& c, const fetch::FileLocation& loc,
+                              const std::string& cid) {
+  const uint32_t n = static_cast<uint32_t>((loc.size + chunk_size_ - 1) / chunk_size_);
+  std::unique_ptr<char[]> buf;
+  while (c.valid && c.next < n) {
+    const auto len = static_cast<uint32_t>(chunk_len(loc.size, c.next));
+    if (!buf) buf = std::make_unique_for_overwrite<char[]>(chunk_size_);
+    if (!store_.read(cid, c.next, 0, len, buf.get()).ok()) return Status::Ok();  // not yet
+    if (EVP_DigestUpdate(c.ctx.get(), buf.get(), len) != 1) c.ok = false;
+    ++c.next;
+  }
+  if (!c.valid || c.next < n) return Status::Ok();
+  c.valid = false;
+  {
+    std::lock_guard lock(cursors_mu_);
+    auto it = cursors_.find(cid);
+    if (it != cursors_.end() && it->second.get() == &c) cursors_.erase(it);
+  }
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned len = 0;
+  if (!c.ok || EVP_DigestFinal_ex(c.ctx.get(), digest, &len) != 1) {
+    return Status(Code::kIo, "sha256 of " + loc.path + " could not be computed");
+  }
+  const std::string hex = Hex(digest, len);
+  if (hex == cid) {
+    n_.files_verified++;
+    if (index::Status s = store_.mark_verified(cid); !s.ok()) {
+      spdlog::warn("cache: cannot record {} as verified: {}", loc.path, s.ToString());
     }
-    std::lock_guard lock(verify_mu_);
-    verifying_.erase(cid);
-  });
+    return Status::Ok();
+  }
+  n_.sha256_mismatches++;
+  {
+    std::lock_guard lock(cursors_mu_);
+    ++mismatch_epoch_[cid];
+  }
+  spdlog::error("sha256 mismatch for {}@{}/{}: expected {}, got {}; dropped its cached data",
+                loc.repo_id, loc.commit.substr(0, 8), loc.path, cid, hex);
+  (void)store_.remove_content(cid);
+  if (on_dropped_) {
+    pool_.submit([this, cid] { on_dropped_(cid); });
+  }
+  return Status(Code::kIo, "sha256 mismatch for " + loc.path + ": the upstream bytes were wrong");
+}
+
+// data: the bytes of chunk `index` just stored (hashed from memory when it is next in line).
+void Reader::advance(const fetch::FileLocation& loc, const std::string& cid, uint32_t index,
+                     const std::string* data) {
+  if (!IsSha256Id(cid)) return;
+  auto c = cursor(cid, /*force=*/false);
+  if (!c) return;
+  std::lock_guard lock(c->mu);
+  if (!c->valid) return;
+  if (index == c->next && data != nullptr) {
+    if (EVP_DigestUpdate(c->ctx.get(), data->data(), data->size()) != 1) c->ok = false;
+    ++c->next;
+  }
+  (void)consume_locked(*c, loc, cid);
+}
+
+Status Reader::verify_complete(const fetch::FileLocation& loc, const std::string& cid) {
+  if (!IsSha256Id(cid) || store_.is_verified(cid)) return Status::Ok();
+  if (store_.cached_bytes(cid) < loc.size) return {Code::kNotFound, loc.path + " is not complete"};
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    auto c = cursor(cid, /*force=*/true);
+    std::lock_guard lock(c->mu);
+    if (!c->valid) continue;  // finished or replaced meanwhile: look again
+    Status st = consume_locked(*c, loc, cid);
+    if (!st.ok()) return st;
+    if (!c->valid) break;  // finished: the verdict is recorded
+    return {Code::kNotFound, loc.path + " is not complete"};
+  }
+  return store_.is_verified(cid) ? Status::Ok()
+                                 : Status(Code::kNotFound, loc.path + " changed while hashing");
+}
+
+uint32_t Reader::mismatch_epoch(const std::string& cid) {
+  std::lock_guard lock(cursors_mu_);
+  auto it = mismatch_epoch_.find(cid);
+  return it == mismatch_epoch_.end() ? 0 : it->second;
+}
+
+// Strict mode: the whole file, downloaded and checked, before its first byte is served. One
+// retry, as a mismatch can be a transient upstream fault.
+Status Reader::strict_check(OpenFile& f) {
+  Status st;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    st = fetch_all(f.loc, f.content_id, std::max(1u, options_.fetch_threads), nullptr);
+    if (st.ok()) return st;
+    if (st.code() == Code::kNotFound) st = Status(Code::kIo, st.message());
+  }
+  return st;
 }
 
 Status Reader::read_chunk(OpenFile& f, uint32_t index, uint32_t offset, uint32_t length,
@@ -235,6 +368,12 @@ Status Reader::read(OpenFile& f, uint64_t offset, size_t size, std::string* out)
     return Status::Ok();
   }
   const uint64_t end = std::min<uint64_t>(offset + size, fsize);
+  if (options_.strict_verify && IsSha256Id(f.content_id) && !store_.is_verified(f.content_id)) {
+    if (Status st = strict_check(f); !st.ok()) {
+      n_.read_errors++;
+      return st;
+    }
+  }
   out->resize(end - offset);
   schedule_readahead(f, offset, end);
   auto deadline = std::chrono::steady_clock::now() + options_.read_timeout;
@@ -251,6 +390,25 @@ Status Reader::read(OpenFile& f, uint64_t offset, size_t size, std::string* out)
       return st;
     }
   }
+  // The end of an LFS file is only served once the whole file's sha256 is known to be right
+  // (usually it is by now: chunks are hashed as they land).
+  const uint32_t last = static_cast<uint32_t>((fsize - 1) / chunk_size_);
+  if (c1 == last && IsSha256Id(f.content_id)) {
+    Status st;
+    if (!store_.is_verified(f.content_id)) {
+      st = verify_complete(f.loc, f.content_id);
+      if (st.code() == Code::kNotFound) st = Status::Ok();  // parts never fetched: no verdict
+    }
+    // (In strict mode every byte served was verified first: nothing to take back.)
+    if (st.ok() && !options_.strict_verify && mismatch_epoch(f.content_id) != f.mismatch_epoch) {
+      st = Status(Code::kIo, "sha256 mismatch for " + f.loc.path +
+                                 " while it was open: reopen it to read the refetched bytes");
+    }
+    if (!st.ok()) {
+      n_.read_errors++;
+      return st;
+    }
+  }
   n_.bytes_read += out->size();
   return Status::Ok();
 }
@@ -258,6 +416,7 @@ Status Reader::read(OpenFile& f, uint64_t offset, size_t size, std::string* out)
 Status Reader::fetch_all(const fetch::FileLocation& loc, const std::string& cid, unsigned jobs,
                          const std::function<bool(uint64_t)>& progress) {
   if (loc.size == 0) return Status::Ok();
+  const uint32_t epoch = mismatch_epoch(cid);
   const uint32_t unit = static_cast<uint32_t>(std::max<uint64_t>(1, options_.fetch_unit / chunk_size_));
   const uint32_t nchunks = static_cast<uint32_t>((loc.size - 1) / chunk_size_) + 1;
   // At most `jobs` ranges in flight; each wait is bounded by the fetch's own deadline.
@@ -298,7 +457,14 @@ Status Reader::fetch_all(const fetch::FileLocation& loc, const std::string& cid,
   }
   while (!runs.empty()) wait_front();
   if (cancelled && result.ok()) return {Code::kCancelled, "cancelled"};
-  return result;
+  if (!result.ok()) return result;
+  Status st = verify_complete(loc, cid);
+  if (st.ok() || st.code() == Code::kNotFound) {
+    if (mismatch_epoch(cid) != epoch) {  // found while the chunks landed; the data is gone
+      return {Code::kIo, "sha256 mismatch for " + loc.path + ": the upstream bytes were wrong"};
+    }
+  }
+  return st;
 }
 
 ReaderStats Reader::stats() const {

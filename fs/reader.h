@@ -7,8 +7,16 @@
 // - One fetch per chunk: readers that want a chunk already in flight wait for it (bounded by
 //   read_timeout) and get the same bytes.
 // - Per-read state is per open handle; nothing serialises unrelated reads of one file.
-// - When every chunk of an LFS file is present, its sha256 is checked against the Hub's; a
-//   mismatch drops the file's chunks so they are fetched again, and is logged.
+// - Integrity of LFS files (content id = sha256): chunks are hashed in file order as they land
+//   (a HashCursor per file), so the sha256 is known the moment the last chunk is stored. A
+//   match is recorded in the index (ChunkStore::mark_verified). A mismatch drops every chunk of
+//   the file, asks the kernel to forget its cached pages (on_content_dropped) and fails the
+//   read that needed the verdict with kIo:
+//     lazy (default): a read of the file's last chunk waits for the verdict, so a reader of
+//       the whole file (cat, cp, a model loader) always gets an error, never a silent success;
+//       bytes before the end may have been served unverified.
+//     strict (options.strict_verify): no byte of an unverified file is served; the first read
+//       downloads and checks the whole file.
 //
 // Thread safety: all methods may be called concurrently.
 #pragma once
@@ -40,6 +48,7 @@ struct OpenFile {
   uint64_t next_offset = 0;
   uint64_t window = 0;
   uint64_t scheduled_until = 0;
+  uint32_t mismatch_epoch = 0;  // the content's sha256 mismatch count when opened
 };
 
 struct ReaderStats {
@@ -63,18 +72,26 @@ class Reader {
   Reader(const Reader&) = delete;
   Reader& operator=(const Reader&) = delete;
 
-  std::unique_ptr<OpenFile> open(fetch::FileLocation loc, std::string content_id) const;
+  std::unique_ptr<OpenFile> open(fetch::FileLocation loc, std::string content_id);
   // Reads [offset, offset + size) clipped to the file into *out.
   Status read(OpenFile& file, uint64_t offset, size_t size, std::string* out);
 
-  // Makes every chunk of the file present (prefetch) with up to `jobs` ranges in flight.
+  // Makes every chunk of the file present (prefetch) with up to `jobs` ranges in flight, then
+  // checks its sha256 (kIo on a mismatch, after the bad data was dropped).
   // progress gets the bytes of each chunk as it lands; returning false cancels (kCancelled).
   Status fetch_all(const fetch::FileLocation& loc, const std::string& content_id, unsigned jobs,
                    const std::function<bool(uint64_t)>& progress);
 
   ReaderStats stats() const;
 
+  // Called (from a worker thread) after a content's data was dropped for a sha256 mismatch, so
+  // the kernel's cached pages of it can be invalidated. Set before the first read.
+  void set_on_content_dropped(std::function<void(const std::string& content_id)> fn) {
+    on_dropped_ = std::move(fn);
+  }
+
  private:
+  struct HashCursor;
   struct Pending {
     std::mutex mu;
     std::condition_variable cv;
@@ -96,7 +113,16 @@ class Reader {
   Status read_chunk(OpenFile& f, uint32_t index, uint32_t offset, uint32_t length, char* dst,
                     uint32_t last_needed, std::chrono::steady_clock::time_point deadline);
   void schedule_readahead(OpenFile& f, uint64_t offset, uint64_t end);
-  void maybe_verify(const fetch::FileLocation& loc, const std::string& cid);
+  // Hashing in file order; see the header comment.
+  std::shared_ptr<HashCursor> cursor(const std::string& cid, bool create);
+  void before_put(const std::string& cid, uint32_t index);
+  void advance(const fetch::FileLocation& loc, const std::string& cid, uint32_t index,
+               const std::string* data);
+  // Ok if verified (or not an LFS file); kNotFound if chunks are missing; kIo on a mismatch.
+  Status verify_complete(const fetch::FileLocation& loc, const std::string& cid);
+  Status consume_locked(HashCursor& c, const fetch::FileLocation& loc, const std::string& cid);
+  Status strict_check(OpenFile& f);
+  uint32_t mismatch_epoch(const std::string& cid);
 
   const CoreOptions& options_;
   index::ChunkStore& store_;
@@ -106,8 +132,12 @@ class Reader {
 
   mutable std::mutex inflight_mu_;
   std::unordered_map<std::string, std::shared_ptr<Pending>> inflight_;
-  std::mutex verify_mu_;
-  std::unordered_set<std::string> verifying_;
+  std::mutex cursors_mu_;
+  std::unordered_map<std::string, std::shared_ptr<HashCursor>> cursors_;
+  // sha256 mismatches per content: a handle opened before one may hold bad bytes, so the end of
+  // the file is refused to it.
+  std::unordered_map<std::string, uint32_t> mismatch_epoch_;
+  std::function<void(const std::string&)> on_dropped_;
 
   struct Counters {
     std::atomic<uint64_t> reads{0}, bytes_read{0}, bytes_from_cache{0}, bytes_fetched{0},

@@ -349,6 +349,11 @@ Status Service::prefetch(const RepoArg& repo, const Selection& sel, unsigned job
       }
       return ok_emit;
     });
+    if (st.code() == Code::kNotFound) {
+      // Evicted again before it could be hashed (cache nearly full): fetched, not verified.
+      spdlog::warn("prefetch: {}: {}", f.file.path, st.message());
+      st = Status::Ok();
+    }
     if (!st.ok()) {
       result = st.code() == Code::kCancelled ? Status(Code::kCancelled, "interrupted") : st;
       break;
@@ -459,9 +464,13 @@ Status Service::verify(const std::optional<RepoArg>& repo, const Emit& emit, jso
     // A complete LFS file must also match its sha256.
     if (!file_bad && f.file.sha256.size() == 64 && chunks.cached_bytes(cid) == f.file.size) {
       std::string hex;
-      if (chunks.content_sha256(cid, f.file.size, &hex).ok() && hex != f.file.sha256) {
-        file_bad = true;
-        (void)chunks.remove_content(cid);
+      if (chunks.content_sha256(cid, f.file.size, &hex).ok()) {
+        if (hex != f.file.sha256) {
+          file_bad = true;
+          (void)chunks.remove_content(cid);
+        } else {
+          (void)chunks.mark_verified(cid);
+        }
       }
     }
     if (file_bad) {

@@ -47,6 +47,9 @@ CREATE TABLE IF NOT EXISTS chunks(
   size INTEGER NOT NULL,
   access_seq INTEGER NOT NULL,
   PRIMARY KEY(content_id, idx)) WITHOUT ROWID;
+-- Contents whose present chunks hashed to their sha256; any later put of a chunk clears it.
+CREATE TABLE IF NOT EXISTS verified(
+  content_id TEXT PRIMARY KEY) WITHOUT ROWID;
 )sql";
 
 // ---------------------------------------------------------------------------------------------
@@ -270,12 +273,24 @@ struct Entry {
 
 struct ContentInfo {
   bool pinned = false;
+  bool verified = false;       // see the verified table
   uint64_t bytes = 0;          // present chunks only
   std::set<uint32_t> present;  // indexes of present chunks
   int64_t last_access = 0;     // unix seconds
 };
 
 enum class FileResult { kOk, kMissing, kCorrupt, kIo };
+
+// A chunk file kept open with its decoded header, so a sequential reader does not pay an
+// open, a header read and a header check for every kernel read of the same chunk.
+struct OpenChunk {
+  UniqueFd fd;
+  uint64_t gen = 0;  // the entry instance it belongs to
+  uint32_t data_len = 0;
+  std::unique_ptr<unsigned char[]> header;  // kHeaderSize bytes, already checked
+  uint64_t block_hash(uint32_t b) const { return Get64(header.get() + kOffHashes + 8 * b); }
+};
+constexpr size_t kOpenChunks = 64;
 
 }  // namespace
 
@@ -292,7 +307,8 @@ struct ChunkStore::Impl {
   uint32_t chunk_size = 0;
 
   // Prepared once; guarded by db.mutex().
-  Stmt ins_content, ins_chunk, del_chunk, del_empty_content, upd_seq, upd_access, upd_pin, set_meta;
+  Stmt ins_content, ins_chunk, del_chunk, del_empty_content, upd_seq, upd_access, upd_pin, set_meta,
+      ins_verified, del_verified, del_empty_verified;
 
   std::mutex flush_mu;  // serializes flush_access so an older batch never overwrites a newer
 
@@ -322,6 +338,10 @@ struct ChunkStore::Impl {
 
   std::atomic<uint64_t> tmp_counter{0};
 
+  // Leaf lock. Entries are checked against the chunk's gen, so a stale one is never used.
+  mutable std::mutex open_mu;
+  mutable std::unordered_map<Key, std::shared_ptr<const OpenChunk>, KeyHash> open_chunks;
+
   std::string content_dir(std::string_view id) const {
     std::string p = dir;
     p += '/';
@@ -349,8 +369,11 @@ struct ChunkStore::Impl {
   void erase_content_if_empty_locked(const std::string& id);
 
   int write_file(const Key& key, const std::string& header, std::string_view data);
-  FileResult read_file(const Key& key, uint32_t size, uint32_t offset, uint32_t length, char* dst,
-                       std::string* why) const;
+  FileResult open_chunk(const Key& key, uint64_t gen, uint32_t size,
+                        std::shared_ptr<const OpenChunk>* out, std::string* why) const;
+  void forget_open(const Key& key) const;
+  FileResult read_file(const Key& key, uint64_t gen, uint32_t size, uint32_t offset,
+                       uint32_t length, char* dst, std::string* why) const;
   Status put(std::string_view id, uint32_t idx, std::string_view data);
   Status read(std::string_view id, uint32_t idx, uint32_t offset, uint32_t length, char* dst);
   void drop(const Key& key, uint64_t gen);
@@ -399,6 +422,11 @@ Status ChunkStore::Impl::init_db(uint64_t* max_seq) {
       {&set_meta,
        "INSERT INTO meta(key, value) VALUES(?,?) ON CONFLICT(key) DO UPDATE SET "
        "value=excluded.value"},
+      {&ins_verified, "INSERT OR IGNORE INTO verified(content_id) VALUES(?)"},
+      {&del_verified, "DELETE FROM verified WHERE content_id=?"},
+      {&del_empty_verified,
+       "DELETE FROM verified WHERE content_id=?1 AND "
+       "NOT EXISTS(SELECT 1 FROM chunks WHERE content_id=?1)"},
   };
   for (const Item& item : items) {
     s = db.prepare(item.sql, item.stmt);
@@ -451,6 +479,11 @@ Status ChunkStore::Impl::load(uint64_t max_seq) {
       info.pinned = st.int64(1) != 0;
       info.last_access = st.int64(2);
     }
+    if (!st.status().ok()) return st.status();
+
+    s = db.prepare("SELECT content_id FROM verified", &st);
+    if (!s.ok()) return s;
+    while (st.step()) contents[st.text(0)].verified = true;
     if (!st.status().ok()) return st.status();
 
     s = db.prepare("SELECT content_id, idx, size, access_seq FROM chunks", &st);
@@ -714,16 +747,26 @@ int ChunkStore::Impl::write_file(const Key& key, const std::string& header, std:
   return e;
 }
 
-FileResult ChunkStore::Impl::read_file(const Key& key, uint32_t size, uint32_t offset,
-                                       uint32_t length, char* dst, std::string* why) const {
+FileResult ChunkStore::Impl::open_chunk(const Key& key, uint64_t gen, uint32_t size,
+                                        std::shared_ptr<const OpenChunk>* out,
+                                        std::string* why) const {
+  {
+    std::lock_guard lock(open_mu);
+    auto it = open_chunks.find(key);
+    if (it != open_chunks.end() && it->second->gen == gen) {
+      *out = it->second;
+      return FileResult::kOk;
+    }
+  }
   const std::string path = chunk_path(key.id, key.idx);
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) {
+  auto oc = std::make_shared<OpenChunk>();
+  oc->fd = UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!oc->fd.valid()) {
     *why = std::system_category().message(errno);
     return errno == ENOENT ? FileResult::kMissing : FileResult::kIo;
   }
-  unsigned char hbuf[kHeaderSize];
-  const ssize_t hn = PreadAll(fd.get(), hbuf, kHeaderSize, 0);
+  oc->header = std::make_unique_for_overwrite<unsigned char[]>(kHeaderSize);
+  const ssize_t hn = PreadAll(oc->fd.get(), oc->header.get(), kHeaderSize, 0);
   if (hn < 0) {
     *why = std::system_category().message(errno);
     return FileResult::kIo;
@@ -733,11 +776,36 @@ FileResult ChunkStore::Impl::read_file(const Key& key, uint32_t size, uint32_t o
     return FileResult::kCorrupt;
   }
   Header h;
-  if (!DecodeHeader(hbuf, chunk_size, &h, why)) return FileResult::kCorrupt;
+  if (!DecodeHeader(oc->header.get(), chunk_size, &h, why)) return FileResult::kCorrupt;
   if (h.id != key.id || h.index != key.idx || h.data_len != size) {
     *why = "header does not match the index";
     return FileResult::kCorrupt;
   }
+  oc->gen = gen;
+  oc->data_len = size;
+  {
+    std::lock_guard lock(open_mu);
+    if (open_chunks.size() >= kOpenChunks && !open_chunks.contains(key)) {
+      open_chunks.erase(open_chunks.begin());  // any victim will do; misses only cost an open
+    }
+    open_chunks[key] = oc;
+  }
+  *out = std::move(oc);
+  return FileResult::kOk;
+}
+
+void ChunkStore::Impl::forget_open(const Key& key) const {
+  std::lock_guard lock(open_mu);
+  open_chunks.erase(key);
+}
+
+FileResult ChunkStore::Impl::read_file(const Key& key, uint64_t gen, uint32_t size,
+                                       uint32_t offset, uint32_t length, char* dst,
+                                       std::string* why) const {
+  std::shared_ptr<const OpenChunk> oc;
+  if (FileResult r = open_chunk(key, gen, size, &oc, why); r != FileResult::kOk) return r;
+  const OpenChunk& h = *oc;
+  const int fd = h.fd.get();
   if (length == 0) return FileResult::kOk;
 
   const uint32_t first = offset / kBlockSize;
@@ -753,7 +821,7 @@ FileResult ChunkStore::Impl::read_file(const Key& key, uint32_t size, uint32_t o
     bounce = std::make_unique_for_overwrite<char[]>(n);
     buf = bounce.get();
   }
-  const ssize_t got = PreadAll(fd.get(), buf, n, static_cast<off_t>(kHeaderSize + start));
+  const ssize_t got = PreadAll(fd, buf, n, static_cast<off_t>(kHeaderSize + start));
   if (got < 0) {
     *why = std::system_category().message(errno);
     return FileResult::kIo;
@@ -835,6 +903,24 @@ Status ChunkStore::Impl::put(std::string_view id, uint32_t idx, std::string_view
     key_cv.notify_all();
     return s;
   };
+
+  // New bytes of a verified content are not verified: clear the mark before they are on disk,
+  // so no crash can leave it standing over them.
+  {
+    std::lock_guard db_lock(db.mutex());  // as in mark_verified: memory and row change together
+    bool was_verified = false;
+    {
+      std::lock_guard lock(mu);
+      auto cit = contents.find(key.id);
+      if (cit != contents.end() && cit->second.verified) {
+        cit->second.verified = false;
+        was_verified = true;
+      }
+    }
+    if (was_verified) {
+      if (Status s = del_verified.bind(1, id).exec(); !s.ok()) return abort(s);
+    }
+  }
 
   const std::string header = EncodeHeader(id, idx, data);
   int err = write_file(key, header, data);
@@ -924,7 +1010,7 @@ Status ChunkStore::Impl::read(std::string_view id, uint32_t idx, uint32_t offset
 
   if (opt.on_read_leased) opt.on_read_leased(id, idx);
   std::string why;
-  const FileResult r = read_file(key, size, offset, length, dst, &why);
+  const FileResult r = read_file(key, gen, size, offset, length, dst, &why);
   {
     std::lock_guard lock(mu);
     auto it = entries.find(key);
@@ -968,6 +1054,7 @@ void ChunkStore::Impl::remove_batch(const std::vector<std::pair<Key, uint32_t>>&
                                     bool evicted) {
   std::set<std::string> ids;
   for (const auto& [key, size] : victims) {
+    forget_open(key);
     const std::string path = chunk_path(key.id, key.idx);
     if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
       spdlog::warn("chunk store {}: cannot remove {}: {}", dir, path,
@@ -986,6 +1073,7 @@ void ChunkStore::Impl::remove_batch(const std::vector<std::pair<Key, uint32_t>>&
     }
     for (const std::string& id : ids) {
       if (s.ok()) s = del_empty_content.bind(1, id).exec();
+      if (s.ok()) s = del_empty_verified.bind(1, id).exec();
     }
     if (s.ok()) s = txn.commit();
     if (!s.ok()) {
@@ -1001,6 +1089,7 @@ void ChunkStore::Impl::remove_batch(const std::vector<std::pair<Key, uint32_t>>&
     if (it == entries.end() || it->second.state != State::kDeleting) continue;
     ContentInfo& info = contents[key.id];
     info.present.erase(key.idx);
+    if (info.present.empty()) info.verified = false;  // its row went with the last chunk
     info.bytes -= size;
     used -= size;
     deleting -= size;
@@ -1242,6 +1331,50 @@ Status ChunkStore::content_sha256(std::string_view content_id, uint64_t size, st
   }
   *hex = std::move(result);
   return Status::Ok();
+}
+
+bool ChunkStore::is_verified(std::string_view content_id) const {
+  std::lock_guard lock(impl_->mu);
+  auto it = impl_->contents.find(content_id);
+  return it != impl_->contents.end() && it->second.verified;
+}
+
+Status ChunkStore::mark_verified(std::string_view content_id) {
+  if (!ValidContentId(content_id)) return InvalidId(content_id);
+  Impl& m = *impl_;
+  std::lock_guard db_lock(m.db.mutex());
+  {
+    std::lock_guard lock(m.mu);
+    auto it = m.contents.find(content_id);
+    if (it == m.contents.end() || it->second.present.empty()) {
+      return Status(Code::kNotFound, "no chunks of " + std::string(content_id));
+    }
+    if (it->second.verified) return Status::Ok();
+  }
+  if (Status s = m.ins_verified.bind(1, content_id).exec(); !s.ok()) return s;
+  std::lock_guard lock(m.mu);
+  auto it = m.contents.find(content_id);
+  if (it != m.contents.end()) it->second.verified = true;
+  return Status::Ok();
+}
+
+void ChunkStore::will_need(std::string_view content_id, uint32_t index) {
+  if (!ValidContentId(content_id)) return;
+  const Key key{std::string(content_id), index};
+  uint64_t gen = 0;
+  uint32_t size = 0;
+  {
+    std::lock_guard lock(impl_->mu);
+    auto it = impl_->entries.find(key);
+    if (it == impl_->entries.end() || it->second.state != State::kPresent) return;
+    gen = it->second.gen;
+    size = it->second.size;
+  }
+  std::shared_ptr<const OpenChunk> oc;
+  std::string why;
+  if (impl_->open_chunk(key, gen, size, &oc, &why) == FileResult::kOk) {
+    ::posix_fadvise(oc->fd.get(), kHeaderSize, size, POSIX_FADV_WILLNEED);
+  }
 }
 
 // Removes every present chunk of the content, pinned or not (the pin itself stays). A put of

@@ -92,6 +92,15 @@ class ChunkStore {
   // any chunk is missing, kCorrupt if one fails its checksum.
   Status content_sha256(std::string_view content_id, uint64_t size, std::string* hex);
 
+  // Whether the content's present chunks were hashed to its id since any of them was stored.
+  // The mark persists; put() of any chunk of the content clears it before writing.
+  bool is_verified(std::string_view content_id) const;
+  Status mark_verified(std::string_view content_id);
+
+  // Asks the kernel to start reading the chunk's file (readahead for a sequential reader of
+  // cached data). No effect if the chunk is absent.
+  void will_need(std::string_view content_id, uint32_t index);
+
   Status remove_content(std::string_view content_id);           // every chunk, pinned or not
   Status set_pinned(std::string_view content_id, bool pinned);  // applies to future chunks too
   bool is_pinned(std::string_view content_id) const;

@@ -2,11 +2,12 @@
 
 import errno
 import glob
+import hashlib
 import os
 import time
 import unittest
 
-from mfs import ORG, MountTest, drop_page_cache, sha256_file
+from mfs import ORG, MountTest, drop_page_cache, mount_stats, run_cli, sha256_file
 
 MIB = 1 << 20
 
@@ -101,6 +102,95 @@ class Errors(MountTest):
         self.assertGreaterEqual(self.hub.counters().get("cdn_denied", 0), 1)
         self.assertEqual(self.hub.counters().get("cdn_auth_leaks", 0), 0)
         _ = f
+
+
+class Integrity(MountTest):
+    """The upstream sends wrong bytes (a flipped byte, same length): the sha256 catches it."""
+
+    def lfs_file(self, repo, path):
+        r = self.repo(repo)
+        return [f for f in r["commits"][r["branches"]["main"]]["files"] if f["path"] == path][0]
+
+    def read_all(self, path):
+        """Reads the whole file like cat; returns (bytes, errno or None)."""
+        out = bytearray()
+        try:
+            with open(path, "rb", buffering=0) as fh:
+                while True:
+                    b = fh.read(1 << 20)
+                    if not b:
+                        return bytes(out), None
+                    out += b
+        except OSError as e:
+            return bytes(out), e.errno
+
+    def test_lazy_mode_fails_the_end_of_a_corrupt_file_and_recovers(self):
+        m = self.mount()
+        f = self.lfs_file("edge-cases", "exact-4MiB-plus-1.bin")
+        p = m.path(ORG, "edge-cases", f["path"])
+        self.hub.fault(kind="corrupt", at=1000, count=1, match="/cdn/")
+        data, err = self.read_all(p)
+        self.assertEqual(err, errno.EIO, "a whole-file read of wrong bytes must fail")
+        self.assertLess(len(data), f["size"], "the read of the file's end must not succeed")
+        self.assertIn("sha256 mismatch", m.log_text())
+        self.assertEqual(self.hub.counters()["faults_armed"], 0)
+        # The bad data is gone from the cache and from the kernel's page cache: the next read
+        # fetches the file again and every byte is right.
+        before = self.hub.file_bytes(f["sha256"])
+        data, err = self.read_all(p)
+        self.assertIsNone(err)
+        self.assertEqual(hashlib.sha256(data).hexdigest(), f["sha256"])
+        refetched = self.hub.file_bytes(f["sha256"]) - before
+        print(f"\n  corrupt upstream: EIO at the end; then {refetched} bytes fetched again")
+        self.assertGreater(refetched, 0)
+        st = mount_stats(m)
+        self.assertEqual(st["reads"]["sha256_mismatches"], 1, st["reads"])
+
+    def test_strict_mode_never_serves_a_wrong_byte(self):
+        m = self.mount(args=("--strict-verify",))
+        f = self.lfs_file("edge-cases", "exact-4MiB-plus-1.bin")
+        p = m.path(ORG, "edge-cases", f["path"])
+        # Every answer is wrong: not one byte is served, however the kernel splits the reads.
+        self.hub.fault(kind="corrupt", at=1000, count=1000, match="/cdn/")
+        for off in (0, 2 * MIB, f["size"] - 1):
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                with self.assertRaises(OSError) as cm:
+                    os.pread(fd, 4096, off)
+                self.assertEqual(cm.exception.errno, errno.EIO)
+            finally:
+                os.close(fd)
+        self.assertGreaterEqual(self.hub.counters()["faults_fired"], 2)
+        self.assertIn("sha256 mismatch", m.log_text())
+        # One bad answer, then good ones: the retry serves the right bytes.
+        self.hub.reset()
+        self.hub.fault(kind="corrupt", at=1000, count=1, match="/cdn/")
+        before = self.hub.file_bytes(f["sha256"])
+        data, err = self.read_all(p)
+        self.assertIsNone(err)
+        self.assertEqual(hashlib.sha256(data).hexdigest(), f["sha256"])
+        self.assertGreaterEqual(self.hub.file_bytes(f["sha256"]) - before, 2 * f["size"])
+        # Verified once, it is served from the cache with no new check or fetch, after a
+        # remount too (the mark is in the index).
+        cache = m.cache
+        m.unmount()
+        m2 = self.mount(cache_dir=cache, args=("--strict-verify",))
+        before = self.hub.file_bytes(f["sha256"])
+        with open(m2.path(ORG, "edge-cases", f["path"]), "rb") as fh:
+            self.assertEqual(hashlib.sha256(fh.read()).hexdigest(), f["sha256"])
+        self.assertEqual(self.hub.file_bytes(f["sha256"]) - before, 0)
+
+    def test_prefetch_reports_a_corrupt_file(self):
+        m = self.mount()
+        f = self.lfs_file("edge-cases", "exact-4MiB.bin")
+        self.hub.fault(kind="corrupt", at=1000, count=1, match="/cdn/")
+        r = run_cli(["prefetch", f"{ORG}/edge-cases", "--include", f["path"], "--mount", m.mnt])
+        self.assertNotEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("sha256", r.stderr)
+        r = run_cli(["prefetch", f"{ORG}/edge-cases", "--include", f["path"], "--mount", m.mnt])
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        with open(m.path(ORG, "edge-cases", f["path"]), "rb") as fh:
+            self.assertEqual(hashlib.sha256(fh.read()).hexdigest(), f["sha256"])
 
 
 if __name__ == "__main__":
