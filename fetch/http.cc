@@ -352,6 +352,8 @@ Result Transport::Perform(const Request& request, Response* response) {
   if (request.accept_compressed) curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
   curl_easy_setopt(h, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
   curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+  // Bigger receive buffer than the 16 KiB default: fewer recv calls and write callbacks per MiB.
+  curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 512L * 1024);
   curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, &HeaderCallback);
   curl_easy_setopt(h, CURLOPT_HEADERDATA, &st);
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &WriteCallback);

@@ -125,15 +125,26 @@ std::optional<TreeEntry> ParseTreeEntry(const json& e) {
   return out;
 }
 
+// Whether the segment starting at `rest` is "." or "..". URL normalisation (libcurl's too)
+// removes such segments, so ".../revision/.." would ask for the repo's default branch: their
+// dots must be encoded.
+bool IsDotSegment(std::string_view rest, bool keep_slash) {
+  const std::string_view segment = keep_slash ? rest.substr(0, rest.find('/')) : rest;
+  return segment == "." || segment == "..";
+}
+
 std::string PercentEncode(std::string_view in, bool keep_slash) {
   static constexpr char kHex[] = "0123456789ABCDEF";
   std::string out;
   out.reserve(in.size() * 3);
-  for (char ch : in) {
+  bool dot_segment = IsDotSegment(in, keep_slash);
+  for (size_t i = 0; i < in.size(); ++i) {
+    const char ch = in[i];
     const auto c = static_cast<unsigned char>(ch);
+    if (keep_slash && c == '/') dot_segment = IsDotSegment(in.substr(i + 1), keep_slash);
     const bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-                            (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
-                            c == '~' || (keep_slash && c == '/');
+                            (c >= '0' && c <= '9') || c == '-' || (c == '.' && !dot_segment) ||
+                            c == '_' || c == '~' || (keep_slash && c == '/');
     if (unreserved) {
       out.push_back(ch);
     } else {

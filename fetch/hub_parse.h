@@ -35,6 +35,8 @@ std::optional<ContentRange> ParseContentRange(std::string_view value);
 std::string NormalizeEtag(std::string_view etag);
 
 // Percent-encoding as the Hub's client does: revisions with no safe characters, paths keep '/'.
+// A segment that is exactly "." or ".." has its dots encoded too: curl would otherwise drop it
+// from the URL and silently ask for another resource (the default branch for "@..").
 std::string EncodeRevision(std::string_view revision);
 std::string EncodePath(std::string_view path);
 

@@ -70,13 +70,45 @@ bool IsAdminOp(const std::string& op) {
   return op == "pin" || op == "unpin" || op == "gc" || op == "rm" || op == "verify";
 }
 
+namespace {
+
+// Reads a string member; anything else (absent, a number, an object) is `fallback`. A client
+// decides what types it sends, so nothing here may throw (json::value() would).
+std::string StringField(const json& obj, const char* key, const std::string& fallback) {
+  if (!obj.is_object()) return fallback;
+  auto it = obj.find(key);
+  return it != obj.end() && it->is_string() ? it->get<std::string>() : fallback;
+}
+
+bool BoolField(const json& obj, const char* key) {
+  auto it = obj.find(key);
+  return it != obj.end() && it->is_boolean() && it->get<bool>();
+}
+
+json DispatchChecked(Service& service, const json& request, const Caller& caller,
+                     const Emit& emit);
+
+}  // namespace
+
 json Dispatch(Service& service, const json& request, const Caller& caller, const Emit& emit) {
+  try {
+    return DispatchChecked(service, request, caller, emit);
+  } catch (const json::exception& e) {
+    return {{"done", true}, {"ok", false}, {"code", CodeName(Code::kInvalid)},
+            {"error", std::string("malformed request: ") + e.what()}, {"result", json::object()}};
+  }
+}
+
+namespace {
+
+json DispatchChecked(Service& service, const json& request, const Caller& caller,
+                     const Emit& emit) {
   json result = json::object();
   Status st;
-  std::string op = request.value("op", "");
+  std::string op = StringField(request, "op", "");
   json args = request.contains("args") && request["args"].is_object() ? request["args"] : json::object();
   auto repo_arg = [&](std::optional<RepoArg>* out, bool required) -> bool {
-    std::string text = args.value("repo", "");
+    std::string text = StringField(args, "repo", "");
     if (text.empty()) {
       if (required) st = {Code::kInvalid, "a repo (org/name[@revision]) is required"};
       return !required;
@@ -115,9 +147,9 @@ json Dispatch(Service& service, const json& request, const Caller& caller, const
     if (args.contains("to") && args["to"].is_number_unsigned()) to = args["to"].get<uint64_t>();
     st = service.gc(to, &result);
   } else if (op == "rm") {
-    bool all = args.value("all", false);
+    bool all = BoolField(args, "all");
     if (all || repo_arg(&repo, true)) {
-      st = service.rm(all ? std::nullopt : repo, sel, args.value("force", false), &result);
+      st = service.rm(all ? std::nullopt : repo, sel, BoolField(args, "force"), &result);
     }
   } else if (op == "verify") {
     if (repo_arg(&repo, false)) st = service.verify(repo, emit, &result);
@@ -127,6 +159,8 @@ json Dispatch(Service& service, const json& request, const Caller& caller, const
   return {{"done", true}, {"ok", st.ok()}, {"code", CodeName(st.code())},
           {"error", st.message()}, {"result", result}};
 }
+
+}  // namespace
 
 ControlServer::ControlServer(Service& service, std::string socket_path, ControlPolicy policy)
     : service_(service), path_(std::move(socket_path)), policy_(std::move(policy)) {}
@@ -222,13 +256,14 @@ void ControlServer::serve(int fd) {
     reply = {{"done", true}, {"ok", false}, {"code", CodeName(Code::kInvalid)},
              {"error", "malformed request"}, {"result", json::object()}};
   } else {
-    spdlog::info("control: uid {} asks {}", caller.uid, request.value("op", "?"));
+    spdlog::info("control: uid {} asks {}", caller.uid, StringField(request, "op", "?"));
     Emit emit = [&](const json& event) {
-      return !stopping_ && !PeerGone(fd) && WriteAll(fd, event.dump() + "\n");
+      return !stopping_ && !PeerGone(fd) &&
+             WriteAll(fd, event.dump(-1, ' ', false, json::error_handler_t::replace) + "\n");
     };
     reply = Dispatch(service_, request, caller, emit);
   }
-  WriteAll(fd, reply.dump() + "\n");
+  WriteAll(fd, reply.dump(-1, ' ', false, json::error_handler_t::replace) + "\n");
   std::lock_guard lock(mu_);
   clients_.erase(std::remove(clients_.begin(), clients_.end(), fd), clients_.end());
   ::close(fd);

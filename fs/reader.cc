@@ -31,6 +31,8 @@ std::string Key(const std::string& cid, uint32_t index) {
 // readahead out of order from several threads, so an exact match would be too strict.
 constexpr uint64_t kSeqForward = 16ull << 20;
 constexpr uint64_t kSeqBackward = 1ull << 20;
+// Memory for chunks just fetched (see hot_put).
+constexpr uint64_t kHotBytes = 32ull << 20;
 // Files being hashed at once; beyond it a file is hashed in one pass when it is complete.
 constexpr size_t kMaxCursors = 256;
 
@@ -77,13 +79,50 @@ Reader::PendingList Reader::claim(const std::string& cid, uint32_t first, uint32
   for (uint32_t i = first; i < end; ++i) {
     // contains() is checked under inflight_mu_: a chunk leaves inflight_ only after it is
     // stored, so a chunk is always visible in one of the two places.
-    if (store_.contains(cid, i)) break;
+    if (store_.contains(cid, i) || hot_get(cid, i)) break;
     auto [it, inserted] = inflight_.try_emplace(Key(cid, i), nullptr);
     if (!inserted) break;
     it->second = std::make_shared<Pending>();
     out.push_back(it->second);
   }
   return out;
+}
+
+void Reader::hot_put(const std::string& cid, uint32_t index,
+                     std::shared_ptr<const std::string> data) {
+  std::lock_guard lock(hot_mu_);
+  std::string key = Key(cid, index);
+  auto [it, inserted] = hot_.try_emplace(key, nullptr);
+  if (!inserted) return;
+  hot_bytes_ += data->size();
+  it->second = std::move(data);
+  hot_order_.push_back(std::move(key));
+  while (hot_bytes_ > kHotBytes && !hot_order_.empty()) {
+    auto old = hot_.find(hot_order_.front());
+    if (old != hot_.end()) {
+      hot_bytes_ -= old->second->size();
+      hot_.erase(old);
+    }
+    hot_order_.pop_front();
+  }
+}
+
+std::shared_ptr<const std::string> Reader::hot_get(const std::string& cid, uint32_t index) {
+  std::lock_guard lock(hot_mu_);
+  auto it = hot_.find(Key(cid, index));
+  return it == hot_.end() ? nullptr : it->second;
+}
+
+void Reader::hot_forget(const std::string& cid) {
+  std::lock_guard lock(hot_mu_);
+  for (auto it = hot_.begin(); it != hot_.end();) {
+    if (it->first.compare(0, cid.size(), cid) == 0 && it->first[cid.size()] == ':') {
+      hot_bytes_ -= it->second->size();
+      it = hot_.erase(it);  // its key stays in hot_order_ and is skipped when it comes up
+    } else {
+      ++it;
+    }
+  }
 }
 
 std::shared_ptr<Reader::Pending> Reader::find_inflight(const std::string& cid, uint32_t index) {
@@ -127,8 +166,11 @@ void Reader::fetch_run(const fetch::FileLocation& loc, const std::string& cid, u
       auto bytes = std::make_shared<const std::string>(std::move(buf));
       before_put(cid, index);
       if (index::Status s = store_.put(cid, index, *bytes); !s.ok()) {
+        hot_put(cid, index, bytes);  // the only copy until the reader comes for it
+        if (s.code() == index::Code::kNoSpace) store_full_ = true;
         spdlog::warn("cache: chunk {} of {} not stored: {}", index, loc.path, s.ToString());
       } else {
+        store_full_ = false;
         // Before finish(): a reader woken for this chunk finds it already hashed.
         advance(loc, cid, index, bytes.get());
       }
@@ -226,6 +268,7 @@ Status Reader::consume_locked(HashCursor& c, const fetch::FileLocation& loc,
   spdlog::error("sha256 mismatch for {}@{}/{}: expected {}, got {}; dropped its cached data",
                 loc.repo_id, loc.commit.substr(0, 8), loc.path, cid, hex);
   (void)store_.remove_content(cid);
+  hot_forget(cid);
   if (on_dropped_) {
     pool_.submit([this, cid] { on_dropped_(cid); });
   }
@@ -285,6 +328,11 @@ Status Reader::read_chunk(OpenFile& f, uint32_t index, uint32_t offset, uint32_t
                           char* dst, uint32_t last_needed,
                           std::chrono::steady_clock::time_point deadline) {
   for (int attempt = 0; attempt < 4; ++attempt) {
+    if (auto hot = hot_get(f.content_id, index); hot && hot->size() >= uint64_t{offset} + length) {
+      std::memcpy(dst, hot->data() + offset, length);
+      n_.bytes_from_memory += length;
+      return Status::Ok();
+    }
     index::Status s = store_.read(f.content_id, index, offset, length, dst);
     if (s.ok()) {
       n_.bytes_from_cache += length;
@@ -322,19 +370,28 @@ void Reader::schedule_readahead(OpenFile& f, uint64_t offset, uint64_t end) {
   {
     std::lock_guard lock(f.mu);
     bool sequential = offset <= f.next_offset + kSeqForward && offset + kSeqBackward >= f.next_offset;
+    f.jumped = !sequential;
     if (!sequential) {
       // A jump: fetch only what is asked until the reader shows a pattern again.
       f.window = 0;
       f.scheduled_until = 0;
       f.next_offset = end;
+      f.run_start = offset;
       return;
     }
     f.next_offset = std::max(f.next_offset, end);
+    // The kernel splits one large pread into several reads: only a run longer than two chunks
+    // is a sequential reader worth reading ahead for.
+    if (f.window == 0 && f.next_offset - std::min(f.run_start, f.next_offset) <= 2ull * chunk_size_) {
+      return;
+    }
     if (f.window == 0) {
       f.window = options_.readahead_initial;
     } else if (end + f.window / 2 >= f.scheduled_until) {
       // The reader is halfway through what was scheduled: it keeps up, so look further ahead.
       f.window = std::min(f.window * 2, options_.readahead_max);
+      // With no room on disk, what is read ahead lives only in memory: keep it within that.
+      if (store_full_) f.window = std::min(f.window, kHotBytes / 2);
     } else {
       return;
     }
@@ -349,6 +406,7 @@ void Reader::schedule_readahead(OpenFile& f, uint64_t offset, uint64_t end) {
   while (c < last) {
     PendingList claimed = claim(f.content_id, c, std::min(c + unit, last));
     if (claimed.empty()) {
+      store_.will_need(f.content_id, c);  // cached: have the kernel read it from disk now
       ++c;
       continue;
     }
@@ -358,6 +416,73 @@ void Reader::schedule_readahead(OpenFile& f, uint64_t offset, uint64_t end) {
       fetch_run(loc, cid, first, std::move(claimed));
     });
   }
+}
+
+bool Reader::read_direct(OpenFile& f, uint64_t offset, uint64_t end, char* dst) {
+  constexpr uint64_t kDirectMax = 256 * 1024;
+  // Offset 0 is where sequential readers start: they want whole chunks from the first read.
+  if (end - offset > kDirectMax || offset == 0) return false;
+  {
+    std::lock_guard lock(f.mu);
+    if (!f.jumped) return false;  // a sequential reader: whole chunks and readahead
+  }
+  const uint32_t c0 = static_cast<uint32_t>(offset / chunk_size_);
+  const uint32_t c1 = static_cast<uint32_t>((end - 1) / chunk_size_);
+  // The end of a file waits for its sha256 verdict, which needs the chunks: no shortcut there.
+  if (c1 == (f.loc.size - 1) / chunk_size_) return false;
+  PendingList claimed = claim(f.content_id, c0, c1 + 1);
+  if (claimed.size() != c1 - c0 + 1) {
+    // Some chunk is cached or already coming: the normal path waits for it. Release ours.
+    for (size_t i = 0; i < claimed.size(); ++i) {
+      pool_.submit([this, loc = f.loc, cid = f.content_id, first = c0 + static_cast<uint32_t>(i),
+                    p = PendingList{claimed[i]}]() mutable { fetch_run(loc, cid, first, std::move(p)); });
+    }
+    return false;
+  }
+  uint64_t got = 0;
+  const uint64_t want = end - offset;
+  fetch::Status st = hub_.read_range(f.loc, offset, want, [&](const char* data, size_t n) {
+    size_t take = static_cast<size_t>(std::min<uint64_t>(n, want - got));
+    std::memcpy(dst + got, data, take);
+    got += take;
+    return true;
+  });
+  const bool ok = st.ok() && got == want;
+  // Readers of these chunks wait for the whole-chunk fetch; it also fills the cache. The bytes
+  // served directly never pass through the file's sha256, so they are checked against the
+  // chunks: a difference counts as a mismatch (handles that read them fail at the end).
+  std::shared_ptr<std::string> served;
+  if (ok) served = std::make_shared<std::string>(dst, want);
+  pool_.submit([this, loc = f.loc, cid = f.content_id, c0, offset, served,
+                claimed = std::move(claimed)]() mutable {
+    PendingList waits = claimed;
+    fetch_run(loc, cid, c0, std::move(claimed));
+    if (!served) return;
+    for (size_t i = 0; i < waits.size(); ++i) {
+      std::lock_guard lock(waits[i]->mu);
+      if (!waits[i]->status.ok() || !waits[i]->data) return;  // nothing to compare with
+      const uint64_t cstart = uint64_t{c0 + static_cast<uint32_t>(i)} * chunk_size_;
+      const uint64_t a = std::max(offset, cstart);
+      const uint64_t b = std::min(offset + served->size(), cstart + waits[i]->data->size());
+      if (a < b && std::memcmp(served->data() + (a - offset), waits[i]->data->data() + (a - cstart),
+                               b - a) != 0) {
+        n_.sha256_mismatches++;
+        {
+          std::lock_guard elock(cursors_mu_);
+          ++mismatch_epoch_[cid];
+        }
+        spdlog::error("{}@{}/{}: two downloads of bytes {}-{} differ; dropped its cached data",
+                      loc.repo_id, loc.commit.substr(0, 8), loc.path, a, b);
+        (void)store_.remove_content(cid);
+        hot_forget(cid);
+        if (on_dropped_) on_dropped_(cid);
+        return;
+      }
+    }
+  });
+  if (!ok) return false;  // the normal path waits for the chunk fetch instead
+  n_.direct_reads++;
+  return true;
 }
 
 Status Reader::read(OpenFile& f, uint64_t offset, size_t size, std::string* out) {
@@ -379,7 +504,8 @@ Status Reader::read(OpenFile& f, uint64_t offset, size_t size, std::string* out)
   auto deadline = std::chrono::steady_clock::now() + options_.read_timeout;
   const uint32_t c0 = static_cast<uint32_t>(offset / chunk_size_);
   const uint32_t c1 = static_cast<uint32_t>((end - 1) / chunk_size_);
-  for (uint32_t c = c0; c <= c1; ++c) {
+  const bool direct = !options_.strict_verify && read_direct(f, offset, end, out->data());
+  for (uint32_t c = direct ? c1 + 1 : c0; c <= c1; ++c) {
     uint64_t cstart = uint64_t{c} * chunk_size_;
     uint64_t a = std::max(offset, cstart);
     uint64_t b = std::min(end, cstart + chunk_len(fsize, c));
@@ -445,7 +571,21 @@ Status Reader::fetch_all(const fetch::FileLocation& loc, const std::string& cid,
       ++c;
     } else {
       PendingList claimed = claim(cid, c, std::min(c + unit, nchunks));
-      if (claimed.empty()) continue;
+      if (claimed.empty()) {
+        // Only in memory (fetched when the disk had no room): store that copy.
+        if (auto hot = hot_get(cid, c); hot && !store_.contains(cid, c) && !find_inflight(cid, c)) {
+          before_put(cid, c);
+          if (index::Status s = store_.put(cid, c, *hot); !s.ok()) {
+            result = Status(s.code() == index::Code::kNoSpace ? Code::kNoSpace : Code::kIo,
+                            s.message());
+            break;
+          }
+          advance(loc, cid, c, hot.get());
+          if (progress && !progress(hot->size())) cancelled = true;
+          ++c;
+        }
+        continue;
+      }
       runs.push_back(claimed);
       uint32_t first = c;
       c += static_cast<uint32_t>(claimed.size());
@@ -475,6 +615,8 @@ ReaderStats Reader::stats() const {
   s.bytes_fetched = n_.bytes_fetched;
   s.chunks_fetched = n_.chunks_fetched;
   s.shared_waits = n_.shared_waits;
+  s.direct_reads = n_.direct_reads;
+  s.bytes_from_memory = n_.bytes_from_memory;
   s.corrupt_chunks = n_.corrupt_chunks;
   s.files_verified = n_.files_verified;
   s.sha256_mismatches = n_.sha256_mismatches;

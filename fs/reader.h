@@ -23,6 +23,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -46,6 +47,8 @@ struct OpenFile {
   std::string content_id;
   std::mutex mu;  // guards the readahead fields only
   uint64_t next_offset = 0;
+  uint64_t run_start = 0;  // where the current sequential run began
+  bool jumped = true;      // the last read did not follow on from the one before
   uint64_t window = 0;
   uint64_t scheduled_until = 0;
   uint32_t mismatch_epoch = 0;  // the content's sha256 mismatch count when opened
@@ -58,6 +61,8 @@ struct ReaderStats {
   uint64_t bytes_fetched = 0;      // chunk bytes received from upstream
   uint64_t chunks_fetched = 0;
   uint64_t shared_waits = 0;       // times a reader joined a fetch already in flight
+  uint64_t direct_reads = 0;       // small random misses answered from their own range request
+  uint64_t bytes_from_memory = 0;  // served from chunks just fetched, still in memory
   uint64_t corrupt_chunks = 0;     // failed their checksum on read-back and were refetched
   uint64_t files_verified = 0;     // sha256 matched
   uint64_t sha256_mismatches = 0;
@@ -110,9 +115,17 @@ class Reader {
   void finish(const std::string& cid, uint32_t index, Pending& p, Status st,
               std::shared_ptr<const std::string> data);
   std::shared_ptr<Pending> find_inflight(const std::string& cid, uint32_t index);
+  // The last chunks fetched, kept in memory (bounded): the reader that asked for them is
+  // usually right behind, and when the disk cache has no room they are the only copy.
+  void hot_put(const std::string& cid, uint32_t index, std::shared_ptr<const std::string> data);
+  std::shared_ptr<const std::string> hot_get(const std::string& cid, uint32_t index);
+  void hot_forget(const std::string& cid);
   Status read_chunk(OpenFile& f, uint32_t index, uint32_t offset, uint32_t length, char* dst,
                     uint32_t last_needed, std::chrono::steady_clock::time_point deadline);
   void schedule_readahead(OpenFile& f, uint64_t offset, uint64_t end);
+  // A small random read of a chunk nobody has: fetch just its bytes (one short range request)
+  // and fetch the whole chunk for the cache in the background. False: use the normal path.
+  bool read_direct(OpenFile& f, uint64_t offset, uint64_t end, char* dst);
   // Hashing in file order; see the header comment.
   std::shared_ptr<HashCursor> cursor(const std::string& cid, bool create);
   void before_put(const std::string& cid, uint32_t index);
@@ -130,6 +143,12 @@ class Reader {
   const uint32_t chunk_size_;
   std::atomic<bool> stopping_{false};
 
+  std::mutex hot_mu_;
+  std::unordered_map<std::string, std::shared_ptr<const std::string>> hot_;
+  std::deque<std::string> hot_order_;  // oldest first
+  uint64_t hot_bytes_ = 0;
+  std::atomic<bool> store_full_{false};  // the last put found no room
+
   mutable std::mutex inflight_mu_;
   std::unordered_map<std::string, std::shared_ptr<Pending>> inflight_;
   std::mutex cursors_mu_;
@@ -141,7 +160,7 @@ class Reader {
 
   struct Counters {
     std::atomic<uint64_t> reads{0}, bytes_read{0}, bytes_from_cache{0}, bytes_fetched{0},
-        chunks_fetched{0}, shared_waits{0}, corrupt_chunks{0}, files_verified{0},
+        chunks_fetched{0}, shared_waits{0}, direct_reads{0}, bytes_from_memory{0}, corrupt_chunks{0}, files_verified{0},
         sha256_mismatches{0}, read_errors{0};
   } n_;
   // Last member: its destructor joins the workers while everything above is still alive.

@@ -158,6 +158,29 @@ Status Cache::Open(const CacheOptions& options, std::unique_ptr<Cache>* out) {
   if (!s.ok()) return s;
 
   const fs::path db_path = impl->dir / "index.sqlite";
+  // An index that is gone (or empty: SQLite takes a 0-byte file for a new database) while chunk
+  // files remain would leave those files unaccounted for, on disk for ever and over the limit:
+  // rebuild it from the files, as after an unclean exit.
+  {
+    std::error_code fec;
+    const bool db_exists = fs::exists(db_path, fec);
+    const bool db_empty = db_exists && fs::file_size(db_path, fec) == 0 && !fec;
+    const fs::path chunk_dir = impl->dir / "chunks";
+    const bool have_chunks =
+        fs::is_directory(chunk_dir, fec) && !fs::is_empty(chunk_dir, fec) && !fec;
+    if (!db_exists) {
+      // -wal/-shm of a deleted database must not be replayed into the new one.
+      for (const char* suffix : {"-wal", "-shm"}) fs::remove(db_path.string() + suffix, fec);
+    }
+    if ((!db_exists || db_empty) && have_chunks) {
+      const std::string why = std::string(db_exists ? "empty" : "missing") + " index " +
+                              db_path.string() + "; chunk files adopted into a new index";
+      spdlog::warn("cache {}: {}", dir_str, why);
+      if (!impl->recovered_from.empty()) impl->recovered_from += "; ";
+      impl->recovered_from += why;
+      recover = true;
+    }
+  }
   s = OpenCheckedDb(db_path.string(), &impl->db);
   if (s.code() == Code::kCorrupt) {
     impl->db.reset();

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building modelfs needs on Debian 12 (only what is missing).
 #   packaging/install-deps.sh          build dependencies
-#   packaging/install-deps.sh --test   also what the tests need: Python 3, Node.js >= 20 and the
-#                                      pinned npm clients in tests/node (node-llama-cpp,
-#                                      @huggingface/hub)
+#   packaging/install-deps.sh --test   also what the tests need: Python 3, clang with libFuzzer,
+#                                      Node.js >= 20 and the pinned npm clients in tests/node
+#                                      (node-llama-cpp, @huggingface/hub)
 #   packaging/install-deps.sh --package  also what packaging/build-deb.sh and
 #                                      packaging/test-install.sh need (dpkg-dev, debootstrap)
 set -euo pipefail
@@ -17,7 +17,8 @@ if [ "${1:-}" = "--package" ]; then
 fi
 if [ "${1:-}" = "--test" ]; then
   test_mode=1
-  want+=(python3 git attr tmux curl ca-certificates)
+  # clang plus its libFuzzer/sanitizer runtime (only recommended by clang-14): tests/fuzz/run.sh
+  want+=(python3 git attr tmux curl ca-certificates clang libclang-rt-14-dev)
   command -v node >/dev/null || want+=(nodejs npm)
 fi
 

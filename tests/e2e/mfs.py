@@ -145,7 +145,7 @@ class Mount:
     """A modelfs mount in the foreground (its own process) on a temp dir."""
 
     def __init__(self, hub, cache_dir=None, cache_size="2G", args=(), token=None, env=None,
-                 wait=True):
+                 wait=True, log_level="debug"):
         self.root = tempfile.mkdtemp(prefix="mfs-mount-")
         self.mnt = os.path.join(self.root, "mnt")
         os.mkdir(self.mnt)
@@ -160,7 +160,7 @@ class Mount:
         e.update(env or {})
         endpoint = hub.url if hub else "http://127.0.0.1:9"
         cmd = [BIN, "mount", self.mnt, "--foreground", "--cache-dir", self.cache,
-               "--cache-size", cache_size, "--endpoint", endpoint, "--log-level", "debug", *args]
+               "--cache-size", cache_size, "--endpoint", endpoint, "--log-level", log_level, *args]
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=e)
         if wait:
             self.wait_mounted()
@@ -235,3 +235,64 @@ class MountTest(unittest.TestCase):
         r = self.repo(name)
         commit = commit or r["branches"]["main"]
         return os.path.join(FIXTURES, "repos", ORG, name, commit, path)
+
+
+# ---- Helpers for the reliability and security tests (additive) ----------------------------
+
+def run_cli(args, env=None, user=None, timeout=120):
+    """Runs `modelfs ARGS` (as `user` via runuser if given); returns the CompletedProcess."""
+    cmd = [BIN, *args]
+    if user:
+        cmd = ["runuser", "-u", user, "--", *cmd]
+    e = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    e.update(env or {})
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=e)
+
+
+def mount_stats(mount, timeout=30):
+    """`modelfs stats --json` through the mount's control socket, parsed."""
+    r = run_cli(["stats", "--json", "--mount", mount.mnt], timeout=timeout)
+    if r.returncode != 0:
+        raise RuntimeError(f"modelfs stats failed ({r.returncode}): {r.stderr}")
+    return json.loads(r.stdout)
+
+
+def chunk_usage(cache):
+    """What the chunk directory holds on disk: {"files", "payload", "disk", "tmp"}.
+    payload is the data bytes of complete chunk files (file size minus the 4 KiB header)."""
+    out = {"files": 0, "payload": 0, "disk": 0, "tmp": 0}
+    for root, _dirs, names in os.walk(os.path.join(cache, "chunks")):
+        for n in names:
+            try:
+                size = os.path.getsize(os.path.join(root, n))
+            except OSError:
+                continue
+            out["disk"] += size
+            if ".tmp" in n:
+                out["tmp"] += 1
+            else:
+                out["files"] += 1
+                out["payload"] += max(0, size - 4096)
+    return out
+
+
+def lazy_unmount(path):
+    """Detaches a (possibly dead) mount; bounded."""
+    if not is_mounted(path):
+        return
+    r = subprocess.run(["fusermount3", "-uz", path], capture_output=True, timeout=20)
+    if r.returncode != 0 and is_mounted(path):
+        subprocess.run(["umount", "-l", path], capture_output=True, timeout=20)
+
+
+def kill9(mount, timeout=20):
+    """SIGKILL the mount process, wait for it, and clean up the dead mount point."""
+    if mount.proc.poll() is None:
+        mount.proc.kill()
+    mount.proc.wait(timeout)
+    lazy_unmount(mount.mnt)
+    deadline = time.time() + timeout
+    while is_mounted(mount.mnt):
+        if time.time() > deadline:
+            raise RuntimeError("dead mount did not go away: " + mount.mnt)
+        time.sleep(0.05)

@@ -313,6 +313,21 @@ TEST(Encode, Path) {
   EXPECT_EQ(EncodePath("x+y=z;w,v"), "x%2By%3Dz%3Bw%2Cv");
 }
 
+// Found by tests/fuzz/fuzz_paths: libcurl removes "." and ".." segments from a URL, so a
+// revision ".." (which `modelfs info org/name@..` passes on) asked for /api/models/org/name/,
+// the default branch. Such segments are encoded; dots elsewhere stay as they are.
+TEST(Encode, DotSegments) {
+  EXPECT_EQ(EncodeRevision(".."), "%2E%2E");
+  EXPECT_EQ(EncodeRevision("."), "%2E");
+  EXPECT_EQ(EncodeRevision("..."), "...");
+  EXPECT_EQ(EncodeRevision("../x"), "..%2Fx");  // one segment once '/' is encoded
+  EXPECT_EQ(EncodePath("a/./b/../../etc/passwd"), "a/%2E/b/%2E%2E/%2E%2E/etc/passwd");
+  EXPECT_EQ(EncodePath(".."), "%2E%2E");
+  EXPECT_EQ(EncodePath("a/.."), "a/%2E%2E");
+  EXPECT_EQ(EncodePath("./a"), "%2E/a");
+  EXPECT_EQ(EncodePath(".a/..b/c../.hidden"), ".a/..b/c../.hidden");
+}
+
 TEST(IsSafeRelativePath, Cases) {
   for (const char* good :
        {"a", "a/b", "a.b", "...", "..a", "a..", ".a/b", "naïve café ✓.txt", "a b/c d", "x\\y"}) {
