@@ -25,6 +25,10 @@ using Ms = std::chrono::milliseconds;
 constexpr int kMaxRedirects = 5;
 constexpr size_t kMaxTreeEntries = 1'000'000;
 constexpr size_t kMaxTreePages = 100'000;
+// Consecutive pages that add no new valid path (empty, all duplicates or all invalid) while
+// still linking to a next page: the Hub never sends them, so a run of them is a loop with
+// changing URLs, cut here instead of at the deadline.
+constexpr size_t kMaxStalledPages = 3;
 constexpr size_t kMaxApiBody = 64 << 20;
 constexpr size_t kMaxErrorBody = 64 << 10;
 constexpr size_t kMaxCdnEntries = 8192;
@@ -619,6 +623,8 @@ Status HubClient::list_tree(const std::string& repo_id, const std::string& commi
   std::vector<TreeEntry> all;
   size_t skipped = 0;
   std::unordered_set<std::string> seen_urls;
+  std::unordered_set<size_t> seen_paths;  // hashes: a collision only looks like no progress
+  size_t stalled = 0;
   for (size_t page = 0;; ++page) {
     if (page >= kMaxTreePages) {
       return impl_->Finish({Code::kProtocol, what + ": too many pages"});
@@ -632,14 +638,25 @@ Status HubClient::list_tree(const std::string& repo_id, const std::string& commi
       return impl_->ApiGet(url, deadline, what, Code::kRepoNotFound, &resp, &final_url);
     });
     if (!s.ok()) return impl_->Finish(s);
+    const size_t before = all.size();
     s = ParseTreePage(resp.body, &all, &skipped);
     if (!s.ok()) return impl_->Finish({s.code(), what + ": " + s.message()});
+    bool progress = false;
+    for (size_t i = before; i < all.size(); ++i) {
+      progress |= seen_paths.insert(std::hash<std::string>{}(all[i].path)).second;
+    }
     if (all.size() > kMaxTreeEntries) {
       return impl_->Finish({Code::kProtocol, what + ": more than 1000000 entries"});
     }
     const auto* link = resp.headers.Get("link");
     auto next = link != nullptr ? ParseLinkNext(*link) : std::nullopt;
     if (!next) break;
+    stalled = progress ? 0 : stalled + 1;
+    if (stalled >= kMaxStalledPages) {
+      return impl_->Finish({Code::kProtocol, what + ": pagination makes no progress (" +
+                                                 std::to_string(stalled) +
+                                                 " pages in a row with no new entry)"});
+    }
     auto next_url = http::ResolveUrl(final_url, *next);
     if (!next_url || !impl_->IsHub(*next_url)) {
       return impl_->Finish({Code::kProtocol, what + ": next page link leaves the Hub"});
@@ -647,6 +664,11 @@ Status HubClient::list_tree(const std::string& repo_id, const std::string& commi
     url = next_url->url;
   }
 
+  // Entries that were all invalid are not an (empty) repo: refuse, so that nothing is cached.
+  if (all.empty() && skipped > 0) {
+    return impl_->Finish({Code::kProtocol, what + ": no valid entry in the listing (" +
+                                               std::to_string(skipped) + " invalid)"});
+  }
   // Duplicates keep the first entry; a path that is both a file and a directory stays a
   // directory (its children would otherwise be orphans), and the file entry is dropped.
   std::map<std::string, TreeEntry> by_path;

@@ -80,7 +80,8 @@ class HubClient {
   Status repo_info(const std::string& repo_id, const std::string& revision, RepoInfo* out);
 
   // Full recursive tree of a commit, following Link pagination. Invalid or duplicate entries
-  // are dropped with a warning; a pagination loop is kProtocol.
+  // are dropped with a warning; a pagination loop (a next URL seen before, or 3 pages in a row
+  // bringing no new path) is kProtocol, and so is a listing whose entries were all invalid.
   // Output is sorted by path; every parent of an entry is present as a directory entry (added
   // when the listing lacks it). A path listed both as a file and a directory stays a directory.
   Status list_tree(const std::string& repo_id, const std::string& commit,

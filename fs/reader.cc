@@ -493,6 +493,9 @@ Status Reader::read(OpenFile& f, uint64_t offset, size_t size, std::string* out)
     return Status::Ok();
   }
   const uint64_t end = std::min<uint64_t>(offset + size, fsize);
+  if ((fsize - 1) / chunk_size_ > UINT32_MAX) {  // Core::open refuses these; never wrap
+    return {Code::kIo, f.loc.path + " is too large for the cache's chunk size"};
+  }
   if (options_.strict_verify && IsSha256Id(f.content_id) && !store_.is_verified(f.content_id)) {
     if (Status st = strict_check(f); !st.ok()) {
       n_.read_errors++;
@@ -542,6 +545,9 @@ Status Reader::read(OpenFile& f, uint64_t offset, size_t size, std::string* out)
 Status Reader::fetch_all(const fetch::FileLocation& loc, const std::string& cid, unsigned jobs,
                          const std::function<bool(uint64_t)>& progress) {
   if (loc.size == 0) return Status::Ok();
+  if ((loc.size - 1) / chunk_size_ > UINT32_MAX) {  // chunk numbers are 32-bit
+    return {Code::kIo, loc.path + " is too large for the cache's chunk size"};
+  }
   const uint32_t epoch = mismatch_epoch(cid);
   const uint32_t unit = static_cast<uint32_t>(std::max<uint64_t>(1, options_.fetch_unit / chunk_size_));
   const uint32_t nchunks = static_cast<uint32_t>((loc.size - 1) / chunk_size_) + 1;

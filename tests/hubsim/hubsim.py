@@ -268,8 +268,12 @@ def load_repos(fixtures):
 # --------------------------------------------------------------------------- shared state
 
 class Fault:
-    BODY_KINDS = {"drop", "truncate", "stall", "corrupt", "ignore_range"}
-    KINDS = BODY_KINDS | {"status"}
+    BODY_KINDS = {"drop", "truncate", "stall", "corrupt", "ignore_range", "content_range"}
+    REQUEST_KINDS = {"status", "redirect"}  # answer instead of serving the request
+    # phase: where in a request a fault of each kind is looked for (see State.take_fault)
+    PHASE = dict({k: "body" for k in BODY_KINDS}, **{k: "request" for k in REQUEST_KINDS},
+                 tree_override="tree", header_override="headers")
+    KINDS = set(PHASE)
 
     def __init__(self, spec, fid):
         self.id = fid
@@ -281,12 +285,43 @@ class Fault:
         self.port = spec.get("port")  # "hub", "cdn" or None for both
         self.method = spec.get("method")
         self.remaining = int(spec.get("count", 1))  # -1 = unlimited
+        self.fired = 0  # requests it applied to so far ({n} in a tree_override link)
+        self.phase = self.PHASE[self.kind]
         if self.kind == "status":
             int(spec.get("status", 503))
+        elif self.kind == "redirect":
+            if not isinstance(spec["location"], str):
+                raise ValueError("redirect needs a string location")
+            int(spec.get("status", 302))
+        elif self.kind == "tree_override":
+            for k in ("body", "link"):
+                if spec.get(k) is not None and not isinstance(spec[k], str):
+                    raise ValueError(f"tree_override {k} must be a string")
+            int(spec.get("status", 200)), int(spec.get("pad", 0))
+        elif self.kind == "header_override":
+            self.headers = _header_pairs(spec.get("headers", []))
+            self.remove = {str(n).lower() for n in spec.get("remove", [])}
+            if spec.get("mode", "replace") not in ("replace", "add"):
+                raise ValueError("header_override mode is replace or add")
+            int(spec.get("pad_headers", 0))
+        elif self.kind == "content_range":
+            if not isinstance(spec["value"], str):
+                raise ValueError("content_range needs a string value")
 
     def applies(self, port, method, target):
         return (self.remaining != 0 and (self.port in (None, port))
                 and (self.method in (None, method)) and self.match in target)
+
+
+def _header_pairs(h):
+    """{"Name": "value"} or [["Name", "value"], ...] -> [(name, value)] (values as strings)."""
+    items = h.items() if isinstance(h, dict) else h
+    out = []
+    for name, value in items:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"bad header name {name!r}")
+        out.append((name, str(value)))
+    return out
 
 
 class State:
@@ -346,12 +381,15 @@ class State:
             out["faults_armed"] = len(self.faults)
             return out
 
-    def take_fault(self, port, method, target, body_response):
-        """Pop the first armed fault for this request. Status faults hit any request; body
-        faults only responses that carry file bytes (so a 302 does not use them up)."""
+    def take_fault(self, port, method, target, body_response=False, phase=None):
+        """Pop the first armed fault of one phase for this request: "request" (status,
+        redirect: any request), "body" (only responses that carry file bytes, so a 302 does
+        not use them up), "tree" (tree listings), "headers" (any response)."""
+        phase = phase or ("body" if body_response else "request")
         with self.lock:
             for f in self.faults:
-                if (f.kind == "status") == (not body_response) and f.applies(port, method, target):
+                if f.phase == phase and f.applies(port, method, target):
+                    f.fired += 1
                     if f.remaining > 0:
                         f.remaining -= 1
                     if f.remaining == 0:
@@ -456,6 +494,7 @@ def header_safe(s):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive; every response carries Content-Length
     timeout = 120  # idle keep-alive connections are closed after this
+    header_fault = tree_fault = None  # this request's header_override / tree_override fault
 
     def version_string(self):
         return "hubsim/1.0"
@@ -519,6 +558,10 @@ class Handler(BaseHTTPRequestHandler):
             self.query = urllib.parse.parse_qs(query, keep_blank_values=True)
             self.raw_segments = raw_path.split("/")[1:]
             self.target = urllib.parse.unquote(self.path)  # what fault `match` is tested on
+            self.header_fault = self.tree_fault = None
+            if not (self.server.role == "hub" and raw_path.startswith("/_sim/")):
+                self.header_fault = self.st.take_fault(self.server.role, method, self.target,
+                                                       phase="headers")
             if self.server.role == "cdn":
                 self.handle_cdn()
             elif raw_path.startswith("/_sim/"):
@@ -526,7 +569,7 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 fault = self.st.take_fault("hub", method, self.target, body_response=False)
                 if fault:
-                    self.send_status_fault(fault)
+                    self.send_request_fault(fault)
                 else:
                     self.handle_hub()
         except Dropped:
@@ -543,9 +586,11 @@ class Handler(BaseHTTPRequestHandler):
                 self.st.c_status[status] += 1
                 if status >= 400:
                     self.st.c["errors"] += 1
+        headers = list(headers) + [("Content-Length", str(length))]
+        if self.header_fault is not None:
+            headers = self.override_headers(self.header_fault, headers)
         for k, v in headers:
             self.send_header(k, v)
-        self.send_header("Content-Length", str(length))
         self.end_headers()
 
     def reply(self, status, body=b"", headers=(), ctype="text/plain; charset=utf-8"):
@@ -559,7 +604,10 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def reply_json(self, obj, status=200, headers=()):
-        self.reply(status, json.dumps(obj, ensure_ascii=False).encode(), headers,
+        # control answers escape non-ASCII: they echo fault bodies, which may hold lone
+        # surrogates (raw bytes, see tree_override) that UTF-8 cannot encode
+        text = json.dumps(obj, ensure_ascii=self.path.startswith("/_sim/"))
+        self.reply(status, text.encode(), headers,
                    "application/json; charset=utf-8")
 
     def hub_error(self, status, message, code=None, headers=()):
@@ -573,6 +621,45 @@ class Handler(BaseHTTPRequestHandler):
         return f"http://{host}" if host else self.st.hub_url
 
     # ---- faults
+    def override_headers(self, fault, headers):
+        """header_override: drop `remove` names (and, in replace mode, the names it sets), add
+        its headers and `pad_headers` junk ones. The body is unchanged, so framing may now be
+        wrong: the connection is closed after this response."""
+        spec = fault.spec
+        drop = set(fault.remove)
+        if spec.get("mode", "replace") == "replace":
+            drop |= {n.lower() for n, _ in fault.headers}
+        # the junk goes first: a client that keeps only the first N headers loses the real ones
+        out = [(f"X-Pad-{i}", "x") for i in range(int(spec.get("pad_headers", 0)))]
+        out += [(k, v) for k, v in headers if k.lower() not in drop]
+        out += fault.headers
+        out.append(("Connection", "close"))
+        self.close_connection = True
+        return out
+
+    def send_request_fault(self, fault):
+        if fault.kind == "redirect":
+            return self.send_redirect_fault(fault)
+        return self.send_status_fault(fault)
+
+    def send_redirect_fault(self, fault):
+        """A redirect to `location` ({hub}, {cdn}, {self} are replaced). On the Hub a resolve
+        URL of a known repo keeps its X-Repo-Commit, so the client trusts the redirect."""
+        spec = fault.spec
+        here = self.st.hub_url if self.server.role == "hub" else self.st.cdn_url
+        loc = (spec["location"].replace("{hub}", self.st.hub_url)
+               .replace("{cdn}", self.st.cdn_url).replace("{self}", here + self.path))
+        headers = [("Location", loc)] + _header_pairs(spec.get("headers", []))
+        seg = [urllib.parse.unquote(s) for s in self.raw_segments]
+        if self.server.role == "hub" and len(seg) >= 5 and seg[2] == "resolve":
+            repo = self.st.repos.get(f"{seg[0]}/{seg[1]}")
+            with self.st.lock:
+                sha = repo.resolve(seg[3]) if repo else None
+            if sha:
+                headers.append(("X-Repo-Commit", sha))
+        self.st.count("redirects")
+        self.reply(int(spec.get("status", 302)), f"Found. Redirecting to {loc}", headers)
+
     def send_status_fault(self, fault):
         status = int(fault.spec.get("status", 503))
         headers = []
@@ -596,7 +683,7 @@ class Handler(BaseHTTPRequestHandler):
         else a copy loop that can stall, corrupt or cut the stream."""
         st = self.st
         with open(local, "rb") as f:
-            if fault is None or fault.kind == "ignore_range":
+            if fault is None or fault.kind in ("ignore_range", "content_range"):
                 self._sendfile(f, start, length, key)
                 return
             spec = fault.spec
@@ -697,6 +784,10 @@ class Handler(BaseHTTPRequestHandler):
             status = 206
             headers.append(("Content-Range", f"bytes {start}-{end}/{size}"))
         length = end - start + 1
+        if fault and fault.kind == "content_range":  # a lie about which bytes these are
+            headers = [h for h in headers if h[0] != "Content-Range"]
+            headers.append(("Content-Range", fault.spec["value"].format(
+                start=start, end=end, size=size, length=length)))
         headers.append(("Content-Type", content_type(entry["path"]) if port == "hub"
                         else "application/octet-stream"))
         self.send_head(status, headers, length)
@@ -714,7 +805,7 @@ class Handler(BaseHTTPRequestHandler):
             st.count("cdn_auth_leaks")  # a client forwarded the Hub token across hosts
         fault = st.take_fault("cdn", self.method, self.target, body_response=False)
         if fault:
-            return self.send_status_fault(fault)
+            return self.send_request_fault(fault)
         seg = self.raw_segments
         if self.method not in ("GET", "HEAD") or len(seg) < 2 or seg[0] != "cdn":
             return self.reply(404, "Not Found")
@@ -871,6 +962,10 @@ class Handler(BaseHTTPRequestHandler):
                 return self.api_model_info(repo_id, user, "/".join(rest[1:]) if rest else None)
             if op == "tree" and len(rest) >= 2:
                 self.st.count("tree")
+                self.tree_fault = self.st.take_fault("hub", self.method, self.target,
+                                                     phase="tree")
+                if self.tree_fault and self.tree_fault.spec.get("body") is not None:
+                    return self.send_tree_override(self.tree_fault)
                 return self.api_tree(repo_id, user, rest[1], "/".join(rest[2:]).strip("/"))
             if op == "paths-info" and len(rest) >= 2 and self.method == "POST":
                 self.st.count("paths_info")
@@ -996,7 +1091,22 @@ class Handler(BaseHTTPRequestHandler):
             next_url = (self.base_url() + self.path.partition("?")[0] + "?"
                         + urllib.parse.urlencode(params))
             headers.append(("Link", f'<{next_url}>; rel="next"'))
+        if self.tree_fault and self.tree_fault.spec.get("link") is not None:
+            headers = self.tree_override_link(self.tree_fault)
         self.reply_json(items, headers=headers)
+
+    def tree_override_link(self, fault):
+        link = (fault.spec["link"].replace("{hub}", self.st.hub_url)
+                .replace("{n}", str(fault.fired)))
+        return [("Link", link)] if link else []
+
+    def send_tree_override(self, fault):
+        """tree_override with a body: that text (plus `pad` spaces) as the page, as is."""
+        spec = fault.spec
+        # lone surrogates U+DC80..U+DCFF become raw bytes 0x80..0xFF: invalid UTF-8 on demand
+        body = spec["body"].encode("utf-8", "surrogateescape") + b" " * int(spec.get("pad", 0))
+        headers = self.tree_override_link(fault) if spec.get("link") is not None else []
+        self.reply(int(spec.get("status", 200)), body, headers, "application/json; charset=utf-8")
 
     def api_paths_info(self, repo_id, user, rev):
         repo = self.get_repo(repo_id, user)

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -129,6 +130,22 @@ def request(url, method="GET", headers=None, body=None, conn=None):
     finally:
         if own:
             conn.close()
+
+
+def raw_head(url, *extra):
+    """Status line and header lines of a GET, read off a raw socket (no size limits)."""
+    u = urllib.parse.urlsplit(url)
+    req = f"GET {u.path}{'?' + u.query if u.query else ''} HTTP/1.1\r\nHost: x\r\n"
+    req += "".join(h + "\r\n" for h in extra) + "\r\n"
+    head = b""
+    with socket.create_connection((u.hostname, u.port), timeout=T) as s:
+        s.sendall(req.encode())
+        while b"\r\n\r\n" not in head:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            head += chunk
+    return head.split(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
 
 
 def hub(path, **kw):
@@ -438,6 +455,92 @@ class HubsimTest(unittest.TestCase):
         self.assertEqual(len(request(fresh).body), 3)
         self.assertEqual(sim("faults"), [])
         self.assertEqual(request(loc, headers={"Range": "bytes=0-9"}).body, data[:10])
+
+    # ---- hostile-input faults
+    def test_fault_tree_override(self):
+        url = f"/api/models/{EDGE}/tree/main?recursive=true"
+        body = '[{"type":"file","oid":"' + "a" * 40 + '","size":1,"path":"../x"}'
+        sim("fault", {"kind": "tree_override", "body": body, "match": "/tree/"})
+        r = hub(url)  # the text as given, not re-encoded (even invalid JSON), no Link
+        self.assertEqual((r.status, r.body, r.h("Link")), (200, body.encode(), None))
+        # link only: the real page with that Link ({hub} expanded); "" removes the Link
+        loop = '<{hub}' + url + '&cursor=Zm9v>; rel="next"'
+        sim("fault", [{"kind": "tree_override", "link": loop, "match": "/tree/"},
+                      {"kind": "tree_override", "link": "", "match": "/tree/"}])
+        r = hub(url)
+        self.assertEqual(len(r.json()), PAGE)
+        self.assertEqual(r.h("Link"), loop.replace("{hub}", Sim.hub))
+        r = hub(url)
+        self.assertEqual((len(r.json()), r.h("Link")), (PAGE, None))
+        # status and pad (trailing spaces keep the JSON valid); other endpoints untouched
+        sim("fault", {"kind": "tree_override", "body": "[]", "pad": 1000, "status": 500,
+                      "count": -1, "match": "/tree/"})
+        r = hub(url)
+        self.assertEqual((r.status, len(r.body), r.json()), (500, 1002, []))
+        self.assertEqual(hub(f"/api/models/{EDGE}").status, 200)
+        self.assertEqual(sim("counters")["faults_fired"], 4)
+        bad = hub("/_sim/fault", method="POST", body={"kind": "tree_override", "body": 5})
+        self.assertEqual(bad.status, 400)
+
+    def test_fault_header_override(self):
+        e = fentry(EDGE, "exact-4MiB.bin")
+        path = f"/{EDGE}/resolve/main/exact-4MiB.bin"
+        # replace (default): the named headers are swapped, others stay; the connection closes
+        sim("fault", {"kind": "header_override", "headers": {"X-Linked-Size": "12"},
+                      "match": "exact-4MiB.bin", "port": "hub"})
+        r = hub(path)
+        self.assertEqual((r.status, r.h("X-Linked-Size"), r.h("Connection")), (302, "12", "close"))
+        self.assertEqual(r.h("X-Linked-Etag"), f'"{e["sha256"]}"')
+        # add: a second, conflicting value of the same header; remove drops one
+        loc = hub(path).h("Location")
+        sim("fault", {"kind": "header_override", "mode": "add", "port": "cdn",
+                      "headers": [["Content-Length", "7"]], "remove": ["ETag"]})
+        lines = raw_head(loc, "Range: bytes=0-9")
+        self.assertEqual(sorted(l for l in lines if l.lower().startswith("content-length")),
+                         ["Content-Length: 10", "Content-Length: 7"])
+        self.assertFalse(any(l.lower().startswith("etag") for l in lines))
+        # pad_headers and a huge value (raw socket: http.client refuses both)
+        sim("fault", {"kind": "header_override", "pad_headers": 500,
+                      "headers": {"X-Big": "y" * 1000000}, "match": "small.txt"})
+        lines = raw_head(Sim.hub + f"/{EDGE}/resolve/main/small.txt")
+        self.assertEqual(lines[0], "HTTP/1.1 200 OK")
+        self.assertIn("X-Big: " + "y" * 1000000, lines)
+        self.assertEqual(sum(l.startswith("X-Pad-") for l in lines), 500)
+        self.assertEqual(sim("faults"), [])
+
+    def test_fault_redirect(self):
+        path = f"/{EDGE}/resolve/main/exact-4MiB.bin"
+        sim("fault", {"kind": "redirect", "location": "file:///etc/passwd", "match": "exact-4MiB"})
+        r = hub(path)
+        self.assertEqual((r.status, r.h("Location")), (302, "file:///etc/passwd"))
+        self.assertEqual(r.h("X-Repo-Commit"), repo(EDGE)["branches"]["main"])
+        # {self} makes a loop; CDN requests can be redirected too; status is settable
+        loc = hub(path).h("Location")
+        sim("fault", {"kind": "redirect", "location": "{self}", "port": "cdn", "status": 307})
+        r = request(loc)
+        self.assertEqual((r.status, r.h("Location")), (307, loc))
+        self.assertIsNone(r.h("X-Repo-Commit"))
+        sim("fault", {"kind": "redirect", "location": "{cdn}/x", "match": "small.txt"})
+        self.assertEqual(hub(f"/{EDGE}/resolve/main/small.txt").h("Location"), Sim.cdn + "/x")
+        c = sim("counters")
+        self.assertEqual((c["faults_fired"], c["faults_armed"]), (3, 0))
+        self.assertEqual(hub("/_sim/fault", method="POST", body={"kind": "redirect"}).status, 400)
+
+    def test_fault_content_range(self):
+        data = local(EDGE, "exact-4MiB.bin")
+        loc = hub(f"/{EDGE}/resolve/main/exact-4MiB.bin").h("Location")
+        sim("fault", {"kind": "content_range", "value": "bytes {start}-{end}/281474976710656",
+                      "match": "exact-4MiB.bin"})
+        r = request(loc, headers={"Range": "bytes=100-199"})
+        self.assertEqual((r.status, r.h("Content-Range"), r.body),
+                         (206, "bytes 100-199/281474976710656", data[100:200]))
+        sim("fault", {"kind": "content_range", "value": "bytes 0-99/{size}", "match": "small.txt"})
+        r = hub(f"/{EDGE}/resolve/main/small.txt", headers={"Range": "bytes=5-9"})
+        self.assertEqual((r.status, r.h("Content-Range"), r.body),
+                         (206, f"bytes 0-99/{len(local(EDGE, 'small.txt'))}",
+                          local(EDGE, "small.txt")[5:10]))
+        self.assertEqual(request(loc, headers={"Range": "bytes=0-0"}).h("Content-Range"),
+                         f"bytes 0-0/{len(data)}")
 
     # ---- counters, connections, keep-alive
     def test_counters_and_keepalive(self):
