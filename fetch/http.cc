@@ -108,12 +108,13 @@ std::optional<Url> ResolveUrl(std::string_view base, std::string_view ref) {
   return FromHandle(u.get());
 }
 
-void Headers::Add(std::string_view name, std::string_view value) {
-  if (items_.size() >= kMaxHeaderCount) return;
+bool Headers::Add(std::string_view name, std::string_view value) {
+  if (items_.size() >= kMaxHeaderCount) return false;
   if (value.size() > kMaxHeaderValue) value = value.substr(0, kMaxHeaderValue);
-  if (total_ + name.size() + value.size() > kMaxHeaderTotal) return;
+  if (total_ + name.size() + value.size() > kMaxHeaderTotal) return false;
   total_ += name.size() + value.size();
   items_.emplace_back(Lower(name), std::string(value));
+  return true;
 }
 
 const std::string* Headers::Get(std::string_view lower_name) const {
@@ -174,6 +175,7 @@ struct TransferState {
   bool deadline_hit = false;
   bool aborted = false;
   bool too_large = false;
+  bool headers_too_large = false;
 
   void Progress() {
     last_progress = Clock::now();
@@ -224,7 +226,10 @@ size_t HeaderCallback(char* buffer, size_t size, size_t nitems, void* userdata) 
   if (line.front() == ' ' || line.front() == '\t') return n;  // obsolete folding: ignored
   const size_t colon = trimmed.find(':');
   if (colon == std::string_view::npos || colon == 0) return n;
-  st->resp->headers.Add(Trim(trimmed.substr(0, colon)), Trim(trimmed.substr(colon + 1)));
+  if (!st->resp->headers.Add(Trim(trimmed.substr(0, colon)), Trim(trimmed.substr(colon + 1)))) {
+    st->headers_too_large = true;
+    return 0;
+  }
   return n;
 }
 
@@ -379,6 +384,11 @@ Result Transport::Perform(const Request& request, Response* response) {
     result = {Failure::kAborted, "aborted by the receiver"};
   } else if (st.too_large) {
     result = {Failure::kTooLarge, "response body too large"};
+  } else if (st.headers_too_large || (rc == CURLE_OUT_OF_MEMORY && !st.headers_done)) {
+    // (libcurl reports a header line over its 100 KiB limit as out of memory.)
+    result = {Failure::kTooLarge, "response headers too large (over " +
+                                      std::to_string(kMaxHeaderCount) + " headers, " +
+                                      std::to_string(kMaxHeaderTotal / 1024) + " KiB, or a line over 100 KiB)"};
   } else if (st.deadline_hit) {
     result = {Failure::kDeadline, "deadline passed"};
   } else if (st.stalled) {

@@ -43,7 +43,9 @@ std::optional<Url> ResolveUrl(std::string_view base, std::string_view ref);
 // past the count/total limits are dropped.
 class Headers {
  public:
-  void Add(std::string_view name, std::string_view value);
+  // False (and nothing added) past the limits on count and total size: the caller fails the
+  // response rather than act on a partial set.
+  bool Add(std::string_view name, std::string_view value);
   void Clear() {
     items_.clear();
     total_ = 0;

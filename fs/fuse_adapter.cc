@@ -2,6 +2,7 @@
 #define FUSE_USE_VERSION 314
 #include "fs/fuse_adapter.h"
 
+#include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
@@ -10,7 +11,13 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <cstring>
 #include <deque>
 #include <memory>
@@ -27,6 +34,7 @@ struct Session {
   Core& core;
   std::mutex mu;
   std::unordered_set<void*> dirs;
+  std::atomic<bool> init_done{false};
 };
 
 Session& SessionOf(fuse_req_t req) { return *static_cast<Session*>(fuse_req_userdata(req)); }
@@ -66,9 +74,13 @@ void FillStat(const Attr& a, struct stat* st) {
 
 void ReplyError(fuse_req_t req, const Status& st) { fuse_reply_err(req, ToErrno(st)); }
 
-void OpInit(void* /*userdata*/, fuse_conn_info* conn) {
+void OpInit(void* userdata, fuse_conn_info* conn) {
+  static_cast<Session*>(userdata)->init_done = true;
   // 1 MiB requests (must match the max_read mount option): fewer round trips per byte.
   conn->max_read = 1 << 20;
+  // The kernel sizes requests by max_pages, which libfuse derives from max_write: without this
+  // reads arrive in 128 KiB pieces whatever max_read says.
+  conn->max_write = 1 << 20;
   if (conn->capable & FUSE_CAP_ASYNC_READ) conn->want |= FUSE_CAP_ASYNC_READ;
   // Content never changes under an inode, so the kernel need not re-check the page cache.
   conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
@@ -252,6 +264,51 @@ struct LoopCfgDeleter {
   void operator()(fuse_loop_config* c) const { fuse_loop_cfg_destroy(c); }
 };
 
+// The kernel reads ahead at most read_ahead_kb of the mount's bdi (128 KiB by default) and
+// sends reads of that size, however large max_read is. 4 MiB gives 1 MiB requests with several
+// in flight: about 3x the throughput from cache. Only root may change it; otherwise say so.
+// The bdi is found in /proc/self/mountinfo: a stat() of our own mount point would wait for this
+// very process to answer it.
+void RaiseKernelReadahead(const std::string& real_mountpoint) {
+  constexpr unsigned kWantKb = 4096;
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line, dev;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, majmin, root, point;
+    if (!(fields >> id >> parent >> majmin >> root >> point)) continue;
+    std::string decoded;  // mountinfo escapes space, tab, newline and backslash as \ooo
+    for (size_t i = 0; i < point.size(); ++i) {
+      auto octal = [&](size_t k) { return point[k] >= '0' && point[k] <= '7'; };
+      if (point[i] == '\\' && i + 3 < point.size() && octal(i + 1) && octal(i + 2) && octal(i + 3)) {
+        decoded += static_cast<char>((point[i + 1] - '0') * 64 + (point[i + 2] - '0') * 8 +
+                                     (point[i + 3] - '0'));
+        i += 3;
+      } else {
+        decoded += point[i];
+      }
+    }
+    if (decoded == real_mountpoint) dev = majmin;  // the last one is on top
+  }
+  if (dev.empty()) {
+    spdlog::debug("{} not found in /proc/self/mountinfo; kernel readahead left alone",
+                  real_mountpoint);
+    return;
+  }
+  const std::string path = "/sys/class/bdi/" + dev + "/read_ahead_kb";
+  unsigned current = 0;
+  if (std::ifstream cur(path); !(cur >> current) || current >= kWantKb) return;
+  const std::string value = std::to_string(kWantKb) + "\n";
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0 || ::write(fd, value.data(), value.size()) != static_cast<ssize_t>(value.size())) {
+    spdlog::info("kernel readahead for the mount stays at {} KiB ({}: {}); reads arrive in "
+                 "smaller pieces (raising it needs root)", current, path, std::strerror(errno));
+  } else {
+    spdlog::debug("kernel readahead for the mount raised from {} to {} KiB", current, kWantKb);
+  }
+  if (fd >= 0) ::close(fd);
+}
+
 // Sends page-cache invalidations from its own thread: the kernel handles a notification
 // inside the write to /dev/fuse and may wait there on a read this process has yet to answer.
 class Notifier {
@@ -314,7 +371,7 @@ Status ServeFuse(Core& core, const MountOptions& options, const std::function<vo
   std::unique_ptr<fuse_args, ArgsDeleter> args_guard(&args);
 
   fuse_lowlevel_ops ops = MakeOps();
-  Session session{core, {}, {}};
+  Session session{core, {}, {}, {}};
   struct DirCleanup {
     Session& s;
     ~DirCleanup() {
@@ -325,12 +382,38 @@ Status ServeFuse(Core& core, const MountOptions& options, const std::function<vo
       fuse_session_new(&args, &ops, sizeof(ops), &session));
   if (!se) return {Code::kInvalid, "bad FUSE options (see the log above)"};
   if (fuse_set_signal_handlers(se.get()) != 0) return {Code::kIo, "cannot set signal handlers"};
+  std::string real_mountpoint;
+  if (char* rp = ::realpath(options.mountpoint.c_str(), nullptr); rp != nullptr) {
+    real_mountpoint = rp;
+    std::free(rp);
+  }
   if (fuse_session_mount(se.get(), options.mountpoint.c_str()) != 0) {
     fuse_remove_signal_handlers(se.get());
     return {Code::kIo, "cannot mount on " + options.mountpoint +
                            " (does it exist, is it empty, is /dev/fuse usable?)"};
   }
   spdlog::info("mounted on {}", options.mountpoint);
+  // The kernel applies the INIT reply's readahead limit to the bdi, so raise it after that
+  // reply: from a helper thread, as the loop below is what answers INIT.
+  std::atomic<bool> serving_done{false};
+  std::thread readahead([&] {
+    for (int i = 0; i < 100 && !serving_done; ++i) {  // at most 5 s
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      if (session.init_done) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the reply is processed
+        if (!real_mountpoint.empty()) RaiseKernelReadahead(real_mountpoint);
+        return;
+      }
+    }
+  });
+  struct JoinReadahead {
+    std::atomic<bool>& done;
+    std::thread& t;
+    ~JoinReadahead() {
+      done = true;
+      t.join();
+    }
+  } join_readahead{serving_done, readahead};
   Notifier notifier(se.get());
   core.set_kernel_invalidator([&notifier](uint64_t ino) { notifier.push(ino); });
   struct ClearInvalidator {

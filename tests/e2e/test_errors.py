@@ -52,6 +52,23 @@ class Errors(MountTest):
         self.assertGreaterEqual(c["status"].get("503", 0), 3)
         self.assertEqual(c["faults_armed"], 0, "every fault must have fired")
 
+    def test_429_retry_after_and_ratelimit_are_waited_out(self):
+        m = self.mount()
+        for which, path in ((["retry-after"], "exact-4MiB.bin"), (["ratelimit"], "exact-4MiB-plus-1.bin")):
+            self.hub.reset()
+            f = self.lfs_file("edge-cases", path)
+            self.hub.fault(kind="status", status=429, retry_after=1, headers=which, count=1,
+                           match="/resolve/")
+            t0 = time.time()
+            self.assertEqual(sha256_file(m.path(ORG, "edge-cases", path)), f["sha256"], which)
+            elapsed = time.time() - t0
+            c = self.hub.counters()
+            self.assertEqual(c["status"].get("429", 0), 1, which)
+            self.assertEqual(c["faults_armed"], 0)
+            print(f"\n  429 with {which[0]}: waited, then right bytes in {elapsed:.1f} s")
+            self.assertGreaterEqual(elapsed, 0.9, f"{which}: the 1 s wait must be honoured")
+            self.assertLess(elapsed, 10)
+
     def test_truncated_body_and_ignored_range_are_handled(self):
         m = self.mount()
         f = self.lfs_file("edge-cases", "exact-4MiB.bin")
