@@ -294,6 +294,7 @@ Status Reader::verify_complete(const fetch::FileLocation& loc, const std::string
   if (!IsSha256Id(cid) || store_.is_verified(cid)) return Status::Ok();
   if (store_.cached_bytes(cid) < loc.size) return {Code::kNotFound, loc.path + " is not complete"};
   for (int attempt = 0; attempt < 3; ++attempt) {
+    if (store_.is_verified(cid)) return Status::Ok();  // another reader's hashing finished
     auto c = cursor(cid, /*force=*/true);
     std::lock_guard lock(c->mu);
     if (!c->valid) continue;  // finished or replaced meanwhile: look again
@@ -304,6 +305,34 @@ Status Reader::verify_complete(const fetch::FileLocation& loc, const std::string
   }
   return store_.is_verified(cid) ? Status::Ok()
                                  : Status(Code::kNotFound, loc.path + " changed while hashing");
+}
+
+// Strict mode: bytes only from the disk cache, and only while the file is marked verified
+// (a chunk stored since the check clears the mark, so it is checked again first).
+Status Reader::read_strict(OpenFile& f, uint64_t offset, uint64_t end, char* dst) {
+  const uint32_t c0 = static_cast<uint32_t>(offset / chunk_size_);
+  const uint32_t c1 = static_cast<uint32_t>((end - 1) / chunk_size_);
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    bool present = store_.is_verified(f.content_id);
+    for (uint32_t c = c0; c <= c1 && present; ++c) present = store_.contains(f.content_id, c);
+    if (!present) {  // fetching what is missing clears the mark, so the file is checked again
+      if (Status st = strict_check(f); !st.ok()) return st;
+    }
+    bool all = true;
+    for (uint32_t c = c0; c <= c1 && all; ++c) {
+      const uint64_t cstart = uint64_t{c} * chunk_size_;
+      const uint64_t a = std::max(offset, cstart);
+      const uint64_t b = std::min(end, cstart + chunk_len(f.loc.size, c));
+      all = store_.read(f.content_id, c, static_cast<uint32_t>(a - cstart),
+                        static_cast<uint32_t>(b - a), dst + (a - offset))
+                .ok();
+    }
+    if (all && store_.is_verified(f.content_id)) {
+      n_.bytes_from_cache += end - offset;
+      return Status::Ok();
+    }
+  }
+  return {Code::kIo, f.loc.path + " could not be kept verified in the cache (is it too small?)"};
 }
 
 uint32_t Reader::mismatch_epoch(const std::string& cid) {
@@ -496,11 +525,14 @@ Status Reader::read(OpenFile& f, uint64_t offset, size_t size, std::string* out)
   if ((fsize - 1) / chunk_size_ > UINT32_MAX) {  // Core::open refuses these; never wrap
     return {Code::kIo, f.loc.path + " is too large for the cache's chunk size"};
   }
-  if (options_.strict_verify && IsSha256Id(f.content_id) && !store_.is_verified(f.content_id)) {
-    if (Status st = strict_check(f); !st.ok()) {
+  if (options_.strict_verify && IsSha256Id(f.content_id)) {
+    out->resize(end - offset);
+    if (Status st = read_strict(f, offset, end, out->data()); !st.ok()) {
       n_.read_errors++;
       return st;
     }
+    n_.bytes_read += out->size();
+    return Status::Ok();
   }
   out->resize(end - offset);
   schedule_readahead(f, offset, end);

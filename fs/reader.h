@@ -135,6 +135,7 @@ class Reader {
   Status verify_complete(const fetch::FileLocation& loc, const std::string& cid);
   Status consume_locked(HashCursor& c, const fetch::FileLocation& loc, const std::string& cid);
   Status strict_check(OpenFile& f);
+  Status read_strict(OpenFile& f, uint64_t offset, uint64_t end, char* dst);
   uint32_t mismatch_epoch(const std::string& cid);
 
   const CoreOptions& options_;

@@ -198,5 +198,72 @@ TEST_F(CacheTest, SmallerCapacityOnReopenEvicts) {
   EXPECT_TRUE(cache_->chunks().contains(Id('c'), 9));
 }
 
+// The index deleted (or emptied) while the cache is closed cleanly: no dirty sentinel says to
+// reconcile, yet the chunk files must not become invisible (on disk for ever, outside the
+// limit). The next open adopts them into a new index; the one after is a plain clean open.
+class CacheLostIndexTest : public CacheTest, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(CacheLostIndexTest, ChunksAreAdoptedIntoANewIndex) {
+  const bool emptied = GetParam();
+  Open();
+  const std::string a = Id('a'), b = Id('b');
+  ASSERT_TRUE(cache_->chunks().put(a, 0, Bytes('a', opts_.chunk_size)).ok());
+  ASSERT_TRUE(cache_->chunks().put(a, 1, Bytes('A', 77)).ok());
+  ASSERT_TRUE(cache_->chunks().put(b, 0, Bytes('b', 4321)).ok());
+  const uint64_t used = cache_->chunks().stats().used_bytes;
+  ASSERT_EQ(used, opts_.chunk_size + 77u + 4321u);
+  cache_.reset();
+  ASSERT_FALSE(fs::exists(opts_.dir / "dirty"));  // a clean close: only the index tells
+  const fs::path db = opts_.dir / "index.sqlite";
+  if (emptied) {
+    fs::resize_file(db, 0);
+  } else {
+    ASSERT_TRUE(fs::remove(db));
+  }
+
+  Open();
+  const std::string& why = cache_->recovered_from();
+  EXPECT_NE(why.find(emptied ? "empty index" : "missing index"), std::string::npos) << why;
+  ChunkStore& chunks = cache_->chunks();
+  EXPECT_TRUE(chunks.contains(a, 0));
+  EXPECT_TRUE(chunks.contains(a, 1));
+  EXPECT_TRUE(chunks.contains(b, 0));
+  EXPECT_EQ(Read(a, 0, opts_.chunk_size), Bytes('a', opts_.chunk_size));
+  EXPECT_EQ(Read(a, 1, 77), Bytes('A', 77));
+  EXPECT_EQ(Read(b, 0, 4321), Bytes('b', 4321));
+  EXPECT_EQ(chunks.stats().used_bytes, used);  // no byte lost, none counted twice
+  EXPECT_EQ(chunks.stats().chunks, 3u);
+  EXPECT_EQ(chunks.cached_bytes(a), opts_.chunk_size + 77u);
+  EXPECT_GT(fs::file_size(db), 0u);
+  // Adopted chunks count against the limit: gc can free them.
+  uint64_t freed = 0;
+  ASSERT_TRUE(chunks.evict_to(4321, &freed).ok());
+  EXPECT_EQ(freed, opts_.chunk_size + 77u);
+  EXPECT_FALSE(fs::exists(ChunkPath(a, 0)));
+
+  // The rebuilt index was written: the next open is clean and still has what is left.
+  cache_.reset();
+  Open();
+  EXPECT_TRUE(cache_->recovered_from().empty()) << cache_->recovered_from();
+  EXPECT_TRUE(cache_->chunks().contains(b, 0));
+  EXPECT_EQ(Read(b, 0, 4321), Bytes('b', 4321));
+  EXPECT_EQ(cache_->chunks().stats().used_bytes, 4321u);
+}
+
+INSTANTIATE_TEST_SUITE_P(DeletedOrEmptied, CacheLostIndexTest, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& p) {
+                           return p.param ? "Emptied" : "Deleted";
+                         });
+
+// A new cache (no index, no chunks) is not reported as recovered.
+TEST_F(CacheTest, NoIndexAndNoChunksIsAPlainNewCache) {
+  Open();
+  cache_.reset();
+  fs::remove(opts_.dir / "index.sqlite");
+  Open();
+  EXPECT_TRUE(cache_->recovered_from().empty()) << cache_->recovered_from();
+  EXPECT_EQ(cache_->chunks().stats().chunks, 0u);
+}
+
 }  // namespace
 }  // namespace modelfs::index

@@ -1,0 +1,526 @@
+// ControlServer (fs/control.cc) over a Service and a Core backed by the hub simulator: many
+// clients at once (stats, ls, info, prefetch, pin, unpin, gc, rm, verify) while other threads
+// read files through the Core, plus malformed and abandoned requests. Every reply must be
+// well-formed JSON lines with the right ok/code, and the server must keep serving.
+// The test runs as root (SO_PEERCRED uid 0), so every caller is an admin; the non-admin paths
+// are covered by the end-to-end tests. CI runs this binary under ThreadSanitizer.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fetch/hub_client.h"
+#include "fs/control.h"
+#include "fs/core.h"
+#include "fs/inodes.h"
+#include "fs/service.h"
+#include "index/cache.h"
+#include "unit/hubsim.h"
+
+#if defined(__SANITIZE_THREAD__)
+#define MODELFS_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define MODELFS_TSAN 1
+#endif
+#endif
+
+namespace modelfs::fs {
+namespace {
+
+using modelfs::testing::HubSim;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+#ifdef MODELFS_TSAN
+constexpr bool kTsan = true;
+#else
+constexpr bool kTsan = false;
+#endif
+
+constexpr uint64_t kMiB = 1 << 20;
+constexpr char kEdge[] = "modelfs-test/edge-cases";
+constexpr char kTiny[] = "modelfs-test/tiny-safetensors";
+
+// What a client saw: the event lines and the final line, or why the exchange broke.
+struct Reply {
+  std::string broken;  // empty when every line was a JSON object and a final line came
+  std::vector<json> events;
+  json done;
+};
+
+int Connect(const std::string& path, milliseconds timeout) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  timeval tv{static_cast<time_t>(timeout.count() / 1000),
+             static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  return fd;
+}
+
+// Sends `bytes` (the server may stop reading a huge line: EPIPE is then expected), optionally
+// half-closes, and reads lines until the server closes the connection.
+Reply Exchange(const std::string& path, const std::string& bytes, bool half_close = false,
+               milliseconds timeout = milliseconds(180'000)) {
+  Reply r;
+  const int fd = Connect(path, timeout);
+  if (fd < 0) {
+    r.broken = std::string("connect: ") + std::strerror(errno);
+    return r;
+  }
+  for (size_t off = 0; off < bytes.size();) {
+    const ssize_t n = ::send(fd, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;  // the server stopped reading; its answer is still to be read
+    off += static_cast<size_t>(n);
+  }
+  if (half_close) ::shutdown(fd, SHUT_WR);
+  std::string buf;
+  char chunk[4096];
+  for (;;) {
+    const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+    if (n < 0 && errno == EINTR) continue;
+    // A server that closes with part of a huge request unread resets the connection after
+    // its answer: that is the end of the stream here.
+    if (n < 0 && errno == ECONNRESET) break;
+    if (n < 0) {
+      r.broken = std::string("recv: ") + std::strerror(errno);
+      break;
+    }
+    if (n == 0) break;
+    buf.append(chunk, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  if (!r.broken.empty()) return r;
+  size_t start = 0;
+  while (start < buf.size()) {
+    const size_t nl = buf.find('\n', start);
+    if (nl == std::string::npos) {
+      r.broken = "unterminated line: " + buf.substr(start, 200);
+      return r;
+    }
+    const std::string line = buf.substr(start, nl - start);
+    start = nl + 1;
+    json j = json::parse(line, nullptr, false);
+    if (!j.is_object()) {
+      r.broken = "not a JSON object: " + line.substr(0, 200);
+      return r;
+    }
+    if (!r.done.is_null()) {
+      r.broken = "a line after the final one: " + line.substr(0, 200);
+      return r;
+    }
+    if (j.contains("done")) {
+      r.done = std::move(j);
+    } else if (j.contains("event") && j["event"].is_string()) {
+      r.events.push_back(std::move(j));
+    } else {
+      r.broken = "neither an event nor the final line: " + line.substr(0, 200);
+      return r;
+    }
+  }
+  if (r.done.is_null()) r.broken = "no final line (" + std::to_string(buf.size()) + " bytes)";
+  return r;
+}
+
+// j at a path of object keys, or null if any is missing (const operator[] would not check).
+json Get(const json& j, std::initializer_list<const char*> path) {
+  const json* cur = &j;
+  for (const char* key : path) {
+    if (!cur->is_object() || !cur->contains(key)) return nullptr;
+    cur = &(*cur)[key];
+  }
+  return *cur;
+}
+
+std::string Line(const std::string& op, const json& args = json::object()) {
+  return json{{"op", op}, {"args", args}}.dump() + "\n";
+}
+
+// The final line has the documented shape and ok agrees with code.
+::testing::AssertionResult WellFormed(const Reply& r) {
+  if (!r.broken.empty()) return ::testing::AssertionFailure() << r.broken;
+  const json& d = r.done;
+  if (!(d.contains("done") && d["done"] == true && d.contains("ok") && d["ok"].is_boolean() &&
+        d.contains("code") && d["code"].is_string() && d.contains("error") &&
+        d["error"].is_string() && d.contains("result") && d["result"].is_object())) {
+    return ::testing::AssertionFailure() << "bad final line: " << d.dump();
+  }
+  if (d["ok"].get<bool>() != (d["code"] == "ok")) {
+    return ::testing::AssertionFailure() << "ok and code disagree: " << d.dump();
+  }
+  return ::testing::AssertionSuccess();
+}
+
+::testing::AssertionResult Outcome(const Reply& r, const std::string& code) {
+  if (auto w = WellFormed(r); !w) return w;
+  if (r.done["code"] != code) {
+    return ::testing::AssertionFailure() << "expected '" << code << "', got " << r.done.dump();
+  }
+  return ::testing::AssertionSuccess();
+}
+
+class Failures {
+ public:
+  void Add(std::string what) {
+    std::lock_guard lock(mu_);
+    if (list_.size() < 20) list_.push_back(std::move(what));
+    ++count_;
+  }
+  int count() const {
+    std::lock_guard lock(mu_);
+    return count_;
+  }
+  std::string Text() const {
+    std::lock_guard lock(mu_);
+    std::string s;
+    for (const auto& f : list_) s += "  " + f + "\n";
+    return s;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<std::string> list_;
+  int count_ = 0;
+};
+
+class CoreControlTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { sim_ = new HubSim(); }
+  static void TearDownTestSuite() {
+    delete sim_;
+    sim_ = nullptr;
+  }
+
+  void SetUp() override {
+    ASSERT_TRUE(sim_->ok()) << sim_->error();
+    sim_->reset();
+    std::string tmpl =
+        (std::filesystem::temp_directory_path() / "core_control_test.XXXXXX").string();
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+    index::CacheOptions co;
+    co.dir = dir_ / "cache";
+    co.capacity_bytes = 64 * kMiB;
+    index::Status s = index::Cache::Open(co, &cache_);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    fetch::HubOptions ho;
+    ho.endpoint = sim_->hub_url();
+    ho.connect_timeout = milliseconds(5000);
+    ho.stall_timeout = milliseconds(30000);
+    ho.deadline = milliseconds(60000);
+    ho.backoff_initial = milliseconds(20);
+    ho.backoff_max = milliseconds(200);
+    hub_ = std::make_unique<fetch::HubClient>(ho);
+    CoreOptions o;
+    o.read_timeout = milliseconds(60000);
+    socket_ = (dir_ / "control.sock").string();
+    o.control_socket = socket_;
+    core_ = std::make_unique<Core>(o, *cache_, *hub_);
+    service_ = std::make_unique<Service>(*core_);
+    server_ = std::make_unique<ControlServer>(
+        *service_, socket_, ControlPolicy{static_cast<uint32_t>(getuid()), "", false});
+    Status st = server_->start();
+    ASSERT_TRUE(st.ok()) << st.ToString();
+  }
+
+  void TearDown() override {
+    server_.reset();
+    service_.reset();
+    core_.reset();
+    hub_.reset();
+    cache_.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  // Resolves a file through the Core as the FUSE adapter would; 0 on failure.
+  uint64_t Lookup(const std::string& repo_name, const std::string& path) {
+    Attr org, repo, file;
+    if (!core_->lookup(kModelsIno, "modelfs-test", &org).ok()) return 0;
+    if (!core_->lookup(org.ino, repo_name, &repo).ok()) return 0;
+    if (!core_->lookup(repo.ino, path, &file).ok()) return 0;
+    return file.ino;
+  }
+
+  static std::string Fixture(const std::string& repo, const std::string& path) {
+    return HubSim::ReadFile(sim_->local_path(repo, sim_->branch_commit(repo), path));
+  }
+
+  Reply Call(const std::string& bytes) { return Exchange(socket_, bytes); }
+
+  static HubSim* sim_;
+  std::filesystem::path dir_;
+  std::string socket_;
+  std::unique_ptr<index::Cache> cache_;
+  std::unique_ptr<fetch::HubClient> hub_;
+  std::unique_ptr<Core> core_;
+  std::unique_ptr<Service> service_;
+  std::unique_ptr<ControlServer> server_;
+};
+
+HubSim* CoreControlTest::sim_ = nullptr;
+
+// Four clients send random admin and read-only requests at once while two threads read the
+// same files through the Core and one sends malformed lines. Every reply is checked for shape
+// and for the outcome the request must have; reads must return the right bytes.
+TEST_F(CoreControlTest, ConcurrentRequestsWhileReading) {
+  struct Target {
+    uint64_t ino;
+    std::string bytes;
+  };
+  // Known to the cache index (ls, rm and verify look there) before the clients start.
+  std::vector<Target> targets = {
+      {Lookup("tiny-safetensors", "model.safetensors"), Fixture(kTiny, "model.safetensors")},
+      {Lookup("edge-cases", "exact-4MiB-plus-1.bin"), Fixture(kEdge, "exact-4MiB-plus-1.bin")}};
+  for (const auto& t : targets) {
+    ASSERT_NE(t.ino, 0u);
+    ASSERT_FALSE(t.bytes.empty());
+  }
+
+  const std::string tiny_file = json{{"repo", kTiny}, {"patterns", {"model.safetensors"}}}.dump();
+  const std::string edge_file =
+      json{{"repo", kEdge}, {"patterns", {"exact-4MiB-plus-1.bin"}}}.dump();
+  const std::vector<std::string> ops = {"stats", "ls", "ls_repo",  "info", "prefetch", "pin",
+                                        "unpin", "gc", "rm_force", "rm",   "verify"};
+  const int per_client = kTsan ? 16 : 24;
+  constexpr int kClients = 4;
+
+  Failures failures;
+  std::mutex mu;
+  std::map<std::string, int> done_ops;
+  std::atomic<int> clients_left{kClients + 1};
+  std::atomic<uint64_t> reads_ok{0};
+  std::vector<std::thread> threads;
+
+  for (int c = 0; c < kClients; ++c) {
+    threads.emplace_back([&, c] {
+      std::mt19937_64 rng(6000 + c);
+      for (int i = 0; i < per_client; ++i) {
+        const std::string op = ops[std::uniform_int_distribution<size_t>(0, ops.size() - 1)(rng)];
+        const bool on_tiny = std::uniform_int_distribution<int>(0, 1)(rng) == 0;
+        json args = json::parse(on_tiny ? tiny_file : edge_file);
+        std::string wire = op;
+        if (op == "ls") {
+          args = json::object();
+        } else if (op == "ls_repo") {
+          wire = "ls";
+          args = {{"repo", on_tiny ? kTiny : kEdge}};
+        } else if (op == "info") {
+          args = {{"repo", kTiny}};
+        } else if (op == "prefetch" || op == "pin") {
+          args["jobs"] = std::uniform_int_distribution<unsigned>(1, 4)(rng);
+        } else if (op == "gc") {
+          args = {{"to", std::uniform_int_distribution<uint64_t>(0, 8 * kMiB)(rng)}};
+        } else if (op == "rm_force") {
+          wire = "rm";
+          args["force"] = true;
+        }
+        const Reply r = Call(Line(wire, args));
+        const std::string what = op + " " + args.dump() + ": ";
+        if (auto w = WellFormed(r); !w) {
+          failures.Add(what + w.message());
+          continue;
+        }
+        const json& d = r.done;
+        const json& res = d["result"];
+        bool right = d["ok"] == true;
+        if (op == "rm" && !right) {
+          // Without --force a pinned file is kept, and that is reported as no access.
+          right = d["code"] == "no access" && res.value("pinned_bytes_kept", 0) > 0;
+        } else if (op == "verify" && right) {
+          right = res.value("corrupt_files", -1) == 0;  // nothing is corrupt: no false verdict
+        } else if (op == "stats" && right) {
+          right = Get(res, {"cache", "used_bytes"}).is_number() &&
+                  Get(res, {"cache", "used_bytes"}) <= Get(res, {"cache", "limit_bytes"});
+        } else if ((op == "prefetch" || op == "pin") && right) {
+          for (const auto& e : r.events) {
+            const std::string ev = e["event"];
+            right = right && (ev == "start" || ev == "progress" || ev == "file_done");
+          }
+          right = right && !r.events.empty() && r.events.front()["event"] == "start";
+        }
+        if (!right) failures.Add(what + d.dump());
+        std::lock_guard lock(mu);
+        done_ops[op]++;
+      }
+      clients_left--;
+    });
+  }
+  // Malformed requests in between: each gets its error and the server carries on.
+  threads.emplace_back([&] {
+    const std::vector<std::string> bad = {"hello\n", "[1,2]\n", "{\"op\":5}\n",
+                                          Line("prefetch", {{"repo", 5}}), "{\"op\":\"sta"};
+    for (int i = 0; i < per_client; ++i) {
+      const std::string& b = bad[static_cast<size_t>(i) % bad.size()];
+      // The unterminated one is sent with a half-close: a client that gave up mid-request.
+      const Reply r = Exchange(socket_, b, /*half_close=*/b.back() != '\n');
+      if (auto o = Outcome(r, "invalid"); !o) failures.Add("malformed " + b + ": " + o.message());
+    }
+    clients_left--;
+  });
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937_64 rng(7000 + t);
+      std::string out;
+      while (clients_left > 0) {
+        const Target& tg = targets[static_cast<size_t>(t)];
+        uint64_t h = 0;
+        if (Status st = core_->open(tg.ino, &h); !st.ok()) {
+          failures.Add("open: " + st.ToString());
+          return;
+        }
+        for (int r = 0; r < 8; ++r) {
+          const uint64_t off = std::uniform_int_distribution<uint64_t>(0, tg.bytes.size() - 1)(rng);
+          const size_t n = std::uniform_int_distribution<size_t>(1, 2 * kMiB)(rng);
+          Status st = core_->read(h, off, n, &out);
+          const size_t want = std::min<size_t>(n, tg.bytes.size() - off);
+          if (!st.ok()) {
+            failures.Add("read: " + st.ToString());
+          } else if (out.size() != want || std::memcmp(out.data(), tg.bytes.data() + off, want)) {
+            failures.Add("read at " + std::to_string(off) + ": wrong bytes");
+          } else {
+            reads_ok++;
+          }
+        }
+        core_->release(h);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+
+  EXPECT_EQ(failures.count(), 0) << failures.Text();
+  EXPECT_GT(reads_ok.load(), 0u);
+  int total = 0;
+  for (const auto& [op, n] : done_ops) total += n;
+  EXPECT_EQ(total, kClients * per_client);
+  // Quiet now: the server still answers, nothing is corrupt, the cache adds up.
+  const Reply v = Call(Line("verify"));
+  ASSERT_TRUE(Outcome(v, "ok"));
+  EXPECT_EQ(Get(v.done, {"result", "corrupt_files"}), 0);
+  const Reply s = Call(Line("stats"));
+  ASSERT_TRUE(Outcome(s, "ok"));
+  EXPECT_TRUE(Get(s.done, {"result", "cache", "used_bytes"}).is_number());
+  EXPECT_LE(Get(s.done, {"result", "cache", "used_bytes"}),
+            Get(s.done, {"result", "cache", "limit_bytes"}));
+  EXPECT_EQ(Get(s.done, {"result", "reads", "errors"}), 0);
+  EXPECT_EQ(Get(s.done, {"result", "reads", "sha256_mismatches"}), 0);
+  EXPECT_EQ(Get(s.done, {"result", "open_files"}), 0);
+}
+
+// Malformed, oversized, wrongly typed and abandoned requests: each gets the right error (or
+// is answered normally when the mistake is harmless), and the server keeps serving.
+TEST_F(CoreControlTest, MalformedRequestsGetErrorsAndTheServerKeepsServing) {
+  ASSERT_NE(Lookup("tiny-safetensors", "config.json"), 0u);  // the repo is known locally
+  struct Case {
+    std::string bytes;
+    std::string code;
+  };
+  const std::string pad(60 * 1024, 'p');  // a long line that still fits the 64 KiB limit
+  const std::vector<Case> cases = {
+      {"hello\n", "invalid"},
+      {"\n", "invalid"},
+      {"[1,2,3]\n", "invalid"},
+      {"\"stats\"\n", "invalid"},
+      {"{\"op\":5}\n", "invalid"},
+      {"{\"op\":\"stats\"}{\"op\":\"ls\"}\n", "invalid"},  // two objects on one line
+      {"{\"op\":\"\xff\xfe\"}\n", "invalid"},              // not UTF-8
+      {"{\"op\":\"format-disk\"}\n", "invalid"},
+      {Line("prefetch", {{"repo", 5}}), "invalid"},
+      {Line("pin", {{"repo", "../../etc"}}), "invalid"},
+      {Line("rm", {{"all", "yes"}}), "invalid"},  // not a boolean: not --all
+      {Line("info", {{"repo", std::string(kTiny) + "@"}}), "invalid"},
+      {Line("prefetch", {{"repo", kTiny}, {"patterns", {"[bad"}}}), "invalid"},
+      {Line("prefetch", {{"repo", kTiny}, {"patterns", {"nothing-matches-*"}}}), "not found"},
+      {Line("ls", {{"repo", "modelfs-test/never-seen"}}), "not found"},
+      // Harmless: wrong types are ignored where there is a default.
+      {Line("gc", {{"to", "all"}}), "ok"},
+      {"{\"op\":\"ls\",\"args\":[1]}\n", "ok"},
+      {Line("stats", {{"repo", {{"nested", {1, 2}}}}}), "ok"},
+      {Line("verify", {{"repo", 7}}), "ok"},
+      {Line("prefetch", {{"repo", kTiny}, {"jobs", "many"}, {"patterns", {"config.json"}}}), "ok"},
+      {"{\"op\":\"stats\"}\ntrailing bytes", "ok"},  // only the first line is read
+      {Line("stats", {{"pad", pad}}), "ok"},
+      // Over 64 KiB without a newline: cut off and refused, not buffered without end.
+      {"{\"op\":\"stats\",\"pad\":\"" + std::string(200 * 1024, 'x') + "\"}\n", "invalid"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.bytes.substr(0, 60));
+    EXPECT_TRUE(Outcome(Exchange(socket_, c.bytes), c.code));
+  }
+
+  // A client that sends half a request and half-closes gets an error...
+  EXPECT_TRUE(Outcome(Exchange(socket_, "{\"op\":\"sta", /*half_close=*/true), "invalid"));
+  // ...one that closes without reading gets nothing, and one that hangs up during a prefetch
+  // cancels it. Neither may disturb the server.
+  for (const std::string& b :
+       {std::string("{\"op\":\"sta"),
+        Line("prefetch",
+             json::parse(R"({"repo":"modelfs-test/edge-cases","patterns":["exact-*.bin"]})"))}) {
+    const int fd = Connect(socket_, milliseconds(10000));
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::send(fd, b.data(), b.size(), MSG_NOSIGNAL), static_cast<ssize_t>(b.size()));
+    ::close(fd);
+  }
+  // A client that connects and sends nothing holds a worker; others are still served.
+  const int idle = Connect(socket_, milliseconds(10000));
+  ASSERT_GE(idle, 0);
+
+  // Many clients at once, good and bad mixed.
+  Failures failures;
+  std::vector<std::thread> threads;
+  const int rounds = kTsan ? 10 : 20;
+  for (int t = 0; t < 6; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < rounds; ++i) {
+        const Case& c = cases[static_cast<size_t>(t * rounds + i) % cases.size()];
+        if (auto o = Outcome(Exchange(socket_, c.bytes), c.code); !o) {
+          failures.Add(c.bytes.substr(0, 60) + ": " + o.message());
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.count(), 0) << failures.Text();
+
+  const Reply s = Call(Line("stats"));
+  ASSERT_TRUE(Outcome(s, "ok"));
+  EXPECT_EQ(Get(s.done, {"result", "reads", "errors"}), 0);
+
+  ::close(idle);
+
+  // A client connected and silent when the server stops: the destructor must end its worker
+  // (blocked in recv) at once, not after the 10 s receive timeout.
+  const int silent = Connect(socket_, milliseconds(10000));
+  ASSERT_GE(silent, 0);
+  std::this_thread::sleep_for(milliseconds(300));  // let the worker reach recv
+  const auto t0 = Clock::now();
+  server_.reset();
+  EXPECT_LT(Clock::now() - t0, std::chrono::seconds(5));
+  ::close(silent);
+}
+
+}  // namespace
+}  // namespace modelfs::fs
