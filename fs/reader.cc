@@ -260,19 +260,24 @@ Status Reader::consume_locked(HashCursor& c, const fetch::FileLocation& loc,
     }
     return Status::Ok();
   }
+  drop_bad_content(loc, cid, "sha256 mismatch: expected " + cid + ", got " + hex);
+  return Status(Code::kIo, "sha256 mismatch for " + loc.path + ": the upstream bytes were wrong");
+}
+
+void Reader::drop_bad_content(const fetch::FileLocation& loc, const std::string& cid,
+                              const std::string& why) {
   n_.sha256_mismatches++;
   {
     std::lock_guard lock(cursors_mu_);
     ++mismatch_epoch_[cid];
   }
-  spdlog::error("sha256 mismatch for {}@{}/{}: expected {}, got {}; dropped its cached data",
-                loc.repo_id, loc.commit.substr(0, 8), loc.path, cid, hex);
+  spdlog::error("{}@{}/{}: {}; dropped its cached data", loc.repo_id, loc.commit.substr(0, 8),
+                loc.path, why);
   (void)store_.remove_content(cid);
   hot_forget(cid);
   if (on_dropped_) {
     pool_.submit([this, cid] { on_dropped_(cid); });
   }
-  return Status(Code::kIo, "sha256 mismatch for " + loc.path + ": the upstream bytes were wrong");
 }
 
 // data: the bytes of chunk `index` just stored (hashed from memory when it is next in line).
@@ -495,16 +500,8 @@ bool Reader::read_direct(OpenFile& f, uint64_t offset, uint64_t end, char* dst) 
       const uint64_t b = std::min(offset + served->size(), cstart + waits[i]->data->size());
       if (a < b && std::memcmp(served->data() + (a - offset), waits[i]->data->data() + (a - cstart),
                                b - a) != 0) {
-        n_.sha256_mismatches++;
-        {
-          std::lock_guard elock(cursors_mu_);
-          ++mismatch_epoch_[cid];
-        }
-        spdlog::error("{}@{}/{}: two downloads of bytes {}-{} differ; dropped its cached data",
-                      loc.repo_id, loc.commit.substr(0, 8), loc.path, a, b);
-        (void)store_.remove_content(cid);
-        hot_forget(cid);
-        if (on_dropped_) on_dropped_(cid);
+        drop_bad_content(loc, cid, "two downloads of bytes " + std::to_string(a) + "-" +
+                                       std::to_string(b) + " differ");
         return;
       }
     }

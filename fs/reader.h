@@ -134,6 +134,10 @@ class Reader {
   // Ok if verified (or not an LFS file); kNotFound if chunks are missing; kIo on a mismatch.
   Status verify_complete(const fetch::FileLocation& loc, const std::string& cid);
   Status consume_locked(HashCursor& c, const fetch::FileLocation& loc, const std::string& cid);
+  // The upstream sent wrong bytes: count and log it, drop the content from disk, memory and
+  // the kernel's page cache, and fail the end of handles opened before now.
+  void drop_bad_content(const fetch::FileLocation& loc, const std::string& cid,
+                        const std::string& why);
   Status strict_check(OpenFile& f);
   Status read_strict(OpenFile& f, uint64_t offset, uint64_t end, char* dst);
   uint32_t mismatch_epoch(const std::string& cid);

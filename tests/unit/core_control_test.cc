@@ -28,6 +28,7 @@
 #include "fs/inodes.h"
 #include "fs/service.h"
 #include "index/cache.h"
+#include "unit/failures.h"
 #include "unit/hubsim.h"
 
 #if defined(__SANITIZE_THREAD__)
@@ -182,29 +183,7 @@ std::string Line(const std::string& op, const json& args = json::object()) {
   return ::testing::AssertionSuccess();
 }
 
-class Failures {
- public:
-  void Add(std::string what) {
-    std::lock_guard lock(mu_);
-    if (list_.size() < 20) list_.push_back(std::move(what));
-    ++count_;
-  }
-  int count() const {
-    std::lock_guard lock(mu_);
-    return count_;
-  }
-  std::string Text() const {
-    std::lock_guard lock(mu_);
-    std::string s;
-    for (const auto& f : list_) s += "  " + f + "\n";
-    return s;
-  }
-
- private:
-  mutable std::mutex mu_;
-  std::vector<std::string> list_;
-  int count_ = 0;
-};
+using modelfs::testing::Failures;
 
 class CoreControlTest : public ::testing::Test {
  protected:

@@ -26,6 +26,7 @@
 #include "fs/options.h"
 #include "fs/reader.h"
 #include "index/cache.h"
+#include "unit/failures.h"
 #include "unit/hubsim.h"
 
 #if defined(__SANITIZE_THREAD__)
@@ -100,30 +101,7 @@ bool WaitFor(const std::function<bool()>& pred, milliseconds limit) {
   return pred();
 }
 
-// Collects failures from worker threads (gtest assertions belong on the main thread).
-class Failures {
- public:
-  void Add(std::string what) {
-    std::lock_guard lock(mu_);
-    if (list_.size() < 20) list_.push_back(std::move(what));
-    ++count_;
-  }
-  int count() const {
-    std::lock_guard lock(mu_);
-    return count_;
-  }
-  std::string Text() const {
-    std::lock_guard lock(mu_);
-    std::string s;
-    for (const auto& f : list_) s += "  " + f + "\n";
-    return s;
-  }
-
- private:
-  mutable std::mutex mu_;
-  std::vector<std::string> list_;
-  int count_ = 0;
-};
+using modelfs::testing::Failures;
 
 class CoreReaderTest : public ::testing::Test {
  protected:

@@ -1,0 +1,35 @@
+// Test helper shared by the concurrent unit tests.
+#pragma once
+
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace modelfs::testing {
+
+// Collects failures from worker threads (gtest assertions belong on the main thread).
+class Failures {
+ public:
+  void Add(std::string what) {
+    std::lock_guard lock(mu_);
+    if (list_.size() < 20) list_.push_back(std::move(what));
+    ++count_;
+  }
+  int count() const {
+    std::lock_guard lock(mu_);
+    return count_;
+  }
+  std::string Text() const {
+    std::lock_guard lock(mu_);
+    std::string s;
+    for (const auto& f : list_) s += "  " + f + "\n";
+    return s;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<std::string> list_;
+  int count_ = 0;
+};
+
+}  // namespace modelfs::testing
