@@ -96,6 +96,7 @@ void Reader::hot_put(const std::string& cid, uint32_t index,
   if (!inserted) return;
   hot_bytes_ += data->size();
   it->second = std::move(data);
+  hot_count_ = hot_.size();
   hot_order_.push_back(std::move(key));
   while (hot_bytes_ > kHotBytes && !hot_order_.empty()) {
     auto old = hot_.find(hot_order_.front());
@@ -105,9 +106,11 @@ void Reader::hot_put(const std::string& cid, uint32_t index,
     }
     hot_order_.pop_front();
   }
+  hot_count_ = hot_.size();
 }
 
 std::shared_ptr<const std::string> Reader::hot_get(const std::string& cid, uint32_t index) {
+  if (hot_count_.load(std::memory_order_relaxed) == 0) return nullptr;  // the usual case
   std::lock_guard lock(hot_mu_);
   auto it = hot_.find(Key(cid, index));
   return it == hot_.end() ? nullptr : it->second;
@@ -123,6 +126,7 @@ void Reader::hot_forget(const std::string& cid) {
       ++it;
     }
   }
+  hot_count_ = hot_.size();
 }
 
 std::shared_ptr<Reader::Pending> Reader::find_inflight(const std::string& cid, uint32_t index) {
@@ -234,6 +238,7 @@ Status Reader::consume_locked(HashCursor& c, const fetch::FileLocation& loc,
   const uint32_t n = static_cast<uint32_t>((loc.size + chunk_size_ - 1) / chunk_size_);
   std::unique_ptr<char[]> buf;
   while (c.valid && c.next < n) {
+    if (!store_.contains(cid, c.next)) return Status::Ok();  // not yet: no buffer, no read
     const auto len = static_cast<uint32_t>(chunk_len(loc.size, c.next));
     if (!buf) buf = std::make_unique_for_overwrite<char[]>(chunk_size_);
     if (!store_.read(cid, c.next, 0, len, buf.get()).ok()) return Status::Ok();  // not yet

@@ -152,6 +152,7 @@ class Reader {
   std::unordered_map<std::string, std::shared_ptr<const std::string>> hot_;
   std::deque<std::string> hot_order_;  // oldest first
   uint64_t hot_bytes_ = 0;
+  std::atomic<size_t> hot_count_{0};  // hot_.size(), read without the lock
   std::atomic<bool> store_full_{false};  // the last put found no room
 
   mutable std::mutex inflight_mu_;

@@ -28,30 +28,17 @@
 #include "fs/inodes.h"
 #include "fs/service.h"
 #include "index/cache.h"
-#include "unit/failures.h"
+#include "unit/concurrency.h"
 #include "unit/hubsim.h"
-
-#if defined(__SANITIZE_THREAD__)
-#define MODELFS_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define MODELFS_TSAN 1
-#endif
-#endif
 
 namespace modelfs::fs {
 namespace {
 
 using modelfs::testing::HubSim;
+using modelfs::testing::kTsan;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
-
-#ifdef MODELFS_TSAN
-constexpr bool kTsan = true;
-#else
-constexpr bool kTsan = false;
-#endif
 
 constexpr uint64_t kMiB = 1 << 20;
 constexpr char kEdge[] = "modelfs-test/edge-cases";

@@ -26,30 +26,17 @@
 #include "fs/options.h"
 #include "fs/reader.h"
 #include "index/cache.h"
-#include "unit/failures.h"
+#include "unit/concurrency.h"
 #include "unit/hubsim.h"
-
-#if defined(__SANITIZE_THREAD__)
-#define MODELFS_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define MODELFS_TSAN 1
-#endif
-#endif
 
 namespace modelfs::fs {
 namespace {
 
 using modelfs::testing::HubSim;
+using modelfs::testing::kTsan;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
-
-#ifdef MODELFS_TSAN
-constexpr bool kTsan = true;
-#else
-constexpr bool kTsan = false;
-#endif
 
 constexpr uint64_t kMiB = 1 << 20;
 constexpr uint32_t kChunk = 1 << 20;

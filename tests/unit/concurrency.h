@@ -1,11 +1,27 @@
-// Test helper shared by the concurrent unit tests.
+// Helpers shared by the concurrent unit tests.
 #pragma once
 
 #include <mutex>
 #include <string>
 #include <vector>
 
+#if defined(__SANITIZE_THREAD__)
+#define MODELFS_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define MODELFS_TSAN 1
+#endif
+#endif
+
 namespace modelfs::testing {
+
+// Under TSan everything runs ~10x slower: tests scale their iteration counts by this.
+#ifdef MODELFS_TSAN
+inline constexpr bool kTsan = true;
+#else
+inline constexpr bool kTsan = false;
+#endif
+
 
 // Collects failures from worker threads (gtest assertions belong on the main thread).
 class Failures {
