@@ -3,12 +3,15 @@
 
     hubsim.py --fixtures DIR [--port 0] [--cdn-port 0] [--ready-file FILE]
               [--page-size 50] [--host 127.0.0.1] [--cdn-host HOST] [--cdn-ttl 3600]
-              [--token NAME:full|basic ...] [--verbose]
+              [--token NAME:full|basic ...] [--profile lan|wan|wan-harsh]
+              [--latency-ms N] [--rate BYTES_PER_S] [--verbose]
 
 Serves the repos written by tests/fixtures/gen_fixtures.py on two HTTP/1.1 ports: the Hub
 (API, resolve, /_sim control API) and a CDN that LFS files redirect to with signed,
-expiring URLs. Behaviour follows /work/shared/notes/hub-api.md; tests/hubsim/README.md
-documents the CLI, the control API and the tokens.
+expiring URLs. A WAN profile adds a delay before every response and a per-connection rate
+cap on file bytes, like a CDN edge seen over a real network. Behaviour follows
+/work/shared/notes/hub-api.md; tests/hubsim/README.md documents the CLI, the control API and
+the tokens.
 """
 
 import argparse
@@ -34,6 +37,10 @@ MIB = 1024 * 1024
 RANGES_CAP = 10000  # served-range log entries kept (oldest dropped first)
 COPY_CHUNK = 256 * 1024  # chunk of the slow (fault-injecting) body path
 SENDFILE_CHUNK = 4 * MIB  # bytes are accounted after each sendfile() chunk
+PACE_SLICE = 0.02  # a rate-capped connection sends ~20 ms worth of bytes per chunk ...
+PACE_CHUNK_MIN, PACE_CHUNK_MAX = 64 * 1024, MIB  # ... within these bounds (few wakeups/s)
+# name -> (latency ms, file bytes per second per connection; 0 = unlimited)
+PROFILES = {"lan": (0.0, 0), "wan": (30.0, 50_000_000), "wan-harsh": (80.0, 20_000_000)}
 
 TOKENS_DEFAULT = {
     "hf_modelfs_full": {"name": "modelfs-full", "private": True, "gated_approved": True},
@@ -41,6 +48,29 @@ TOKENS_DEFAULT = {
 }
 BAD_CREDENTIALS = "Invalid credentials in Authorization header"
 ANON_DENIED = "Invalid username or password."
+
+
+def parse_rate(v):
+    """Bytes per second: a number, or a string with an optional decimal suffix k/M/G
+    ("50M" = 50e6). 0, None, "unlimited" = no cap."""
+    if v is None:
+        return 0
+    if isinstance(v, str):
+        t = v.strip()
+        if t.lower() in ("", "unlimited", "inf", "none"):
+            return 0
+        mult = {"k": 1e3, "m": 1e6, "g": 1e9}.get(t[-1].lower(), 1)
+        v = float(t[:-1] if mult != 1 else t) * mult
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0 or v == float("inf"):
+        raise ValueError(f"bad rate {v!r}")
+    return int(v)
+
+
+def parse_latency_ms(v):
+    v = float(v)
+    if not 0 <= v < 600_000:  # also refuses NaN
+        raise ValueError(f"bad latency {v!r}")
+    return v
 
 
 def now_iso():
@@ -341,7 +371,22 @@ class State:
         self.fault_seq = 0
         self.stopping = threading.Event()
         self.hub_url = self.cdn_url = ""
+        # network profile; read without the lock (each is one attribute, set atomically)
+        self.latency = self.latency_ms = 0  # delay before each response (s, and as set in ms)
+        self.rate = 0  # file bytes per second per connection, 0 = unlimited
+        self.initial_profile = args.initial_profile
+        self.set_profile(*self.initial_profile)
+        self.in_flight = self.in_flight_peak = 0  # file-byte responses open now / at most
         self.reset_counters()
+
+    def set_profile(self, latency_ms, rate):
+        with self.lock:
+            self.latency, self.latency_ms, self.rate = latency_ms / 1000.0, latency_ms, rate
+
+    def profile(self):
+        lat_ms, rate = self.latency_ms, self.rate
+        name = next((n for n, p in PROFILES.items() if p == (lat_ms, rate)), "custom")
+        return {"profile": name, "latency_ms": lat_ms, "rate": rate}
 
     def reset_counters(self):
         with self.lock:
@@ -353,6 +398,13 @@ class State:
             self.c_files = {}
             self.c_ranges = collections.deque(maxlen=RANGES_CAP)
             self.c_conn = {"hub": 0, "cdn": 0}
+            self.in_flight_peak = self.in_flight  # a gauge: only its peak restarts
+
+    def file_response(self, delta):
+        """A response carrying file bytes starts (+1) or ends (-1)."""
+        with self.lock:
+            self.in_flight += delta
+            self.in_flight_peak = max(self.in_flight_peak, self.in_flight)
 
     def count(self, key, n=1):
         with self.lock:
@@ -378,6 +430,7 @@ class State:
             out["files"] = {k: dict(v) for k, v in self.c_files.items()}
             out["ranges"] = list(self.c_ranges)
             out["connections"] = dict(self.c_conn)
+            out["in_flight"], out["in_flight_peak"] = self.in_flight, self.in_flight_peak
             out["faults_armed"] = len(self.faults)
             return out
 
@@ -495,6 +548,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive; every response carries Content-Length
     timeout = 120  # idle keep-alive connections are closed after this
     header_fault = tree_fault = None  # this request's header_override / tree_override fault
+    pace_due = 0.0  # monotonic time this connection's rate cap lets its next file byte go
 
     def version_string(self):
         return "hubsim/1.0"
@@ -578,6 +632,9 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # client went away mid-response (normal for aborts)
 
     def send_head(self, status, headers, length):
+        if self.st.latency and not self.path.startswith("/_sim/"):
+            # time to first byte of a distant edge; SIGTERM ends the wait at once
+            self.st.stopping.wait(self.st.latency)
         self.send_response(status)
         if not self.path.startswith("/_sim/"):
             # counted before anything is sent, so a client never sees a response that the
@@ -701,7 +758,7 @@ class Handler(BaseHTTPRequestHandler):
                     stall_at = None
                 if cut is not None and sent >= cut:
                     self._cut(fault.kind == "drop")
-                n = min(COPY_CHUNK, length - sent)
+                n = min(COPY_CHUNK, self._pace_chunk() or COPY_CHUNK, length - sent)
                 for limit in (stall_at, cut):
                     if limit is not None and limit > sent:
                         n = min(n, limit - sent)
@@ -713,11 +770,13 @@ class Handler(BaseHTTPRequestHandler):
                     for i in range(max(flip_at, sent), min(flip_at + flip_n, sent + len(buf))):
                         buf[i - sent] ^= 0xFF
                 st.count_file(key, nbytes=len(buf))  # before sending: see send_head
+                t0 = self._pace()
                 try:
                     self.wfile.write(buf)
                 except OSError:
                     st.count_file(key, nbytes=-len(buf))
                     raise
+                self._charge(t0, len(buf))
                 sent += len(buf)
 
     def _cut(self, abortive):
@@ -743,7 +802,8 @@ class Handler(BaseHTTPRequestHandler):
         with selectors.DefaultSelector() as sel:
             sel.register(sock, selectors.EVENT_WRITE)
             while sent < count:
-                want = min(SENDFILE_CHUNK, count - sent)
+                want = min(self._pace_chunk() or SENDFILE_CHUNK, count - sent)
+                t0 = self._pace()
                 # counted before sending (see send_head), then corrected by what did not go out
                 self.st.count_file(key, nbytes=want)
                 n, blocked = 0, False
@@ -754,12 +814,36 @@ class Handler(BaseHTTPRequestHandler):
                 finally:
                     if n != want:
                         self.st.count_file(key, nbytes=n - want)
+                self._charge(t0, n)
                 if blocked:
                     if not sel.select(timeout):
                         raise TimeoutError("client does not read")
                 elif n == 0:
                     raise ConnectionResetError("file shorter than expected")
                 sent += n
+
+    # ---- rate cap: each connection (handler) has its own budget, kept across keep-alive
+    # requests; bytes go out in chunks of ~PACE_SLICE worth, each when the previous one's
+    # time at `rate` has passed. Idle time earns no burst, so the cap holds on any window.
+    def _pace_chunk(self):
+        rate = self.st.rate
+        if not rate:
+            return 0
+        n = int(rate * PACE_SLICE) // 4096 * 4096
+        return min(PACE_CHUNK_MAX, max(PACE_CHUNK_MIN, n))
+
+    def _pace(self):
+        """Wait until the budget allows more bytes; -> the time they may start."""
+        now = time.monotonic()
+        if self.st.rate and self.pace_due > now:
+            self.st.stopping.wait(self.pace_due - now)
+            return self.pace_due
+        return now
+
+    def _charge(self, t0, n):
+        rate = self.st.rate
+        if rate and n > 0:
+            self.pace_due = t0 + n / rate
 
     def serve_bytes(self, entry, key, port, base_headers):
         """200/206/416 for a file's bytes, honouring Range (one range)."""
@@ -790,12 +874,17 @@ class Handler(BaseHTTPRequestHandler):
                 start=start, end=end, size=size, length=length)))
         headers.append(("Content-Type", content_type(entry["path"]) if port == "hub"
                         else "application/octet-stream"))
-        self.send_head(status, headers, length)
         if self.method == "HEAD":
-            return
-        self.st.log_range(file=key, start=start, end=end, status=status, port=port)
-        if length > 0:
-            self.send_file_body(entry["local"], start, length, fault, key)
+            return self.send_head(status, headers, length)
+        # in flight from here (the latency is part of what a client waits for) to the end
+        self.st.file_response(+1)
+        try:
+            self.send_head(status, headers, length)
+            self.st.log_range(file=key, start=start, end=end, status=status, port=port)
+            if length > 0:
+                self.send_file_body(entry["local"], start, length, fault, key)
+        finally:
+            self.st.file_response(-1)
 
     # ---- CDN
     def handle_cdn(self):
@@ -852,6 +941,8 @@ class Handler(BaseHTTPRequestHandler):
             with st.lock:
                 return self.reply_json([dict(f.spec, id=f.id, remaining=f.remaining)
                                         for f in st.faults])
+        if what == "profile" and self.method == "GET":
+            return self.reply_json(st.profile())
         if self.method != "POST":
             return self.reply_json({"error": "use POST"}, 405)
         if what == "reset":
@@ -861,7 +952,22 @@ class Handler(BaseHTTPRequestHandler):
                 if body.get("refs"):
                     for r in st.repos.values():
                         r.restore_refs()
+            if body.get("profile"):
+                st.set_profile(*st.initial_profile)
             return self.reply_json({"ok": True})
+        if what == "profile":
+            try:  # a named profile first, then explicit values on top of it
+                lat_ms, rate = st.latency_ms, st.rate
+                if "profile" in body:
+                    lat_ms, rate = PROFILES[body["profile"]]
+                if "latency_ms" in body:
+                    lat_ms = parse_latency_ms(body["latency_ms"])
+                if "rate" in body:
+                    rate = parse_rate(body["rate"])
+            except (KeyError, ValueError, TypeError) as e:
+                return self.reply_json({"error": f"bad profile: {e}"}, 400)
+            st.set_profile(lat_ms, rate)
+            return self.reply_json(st.profile())
         if what == "fault":
             specs = body if isinstance(body, list) else [body]
             armed = []
@@ -1245,8 +1351,19 @@ def main(argv=None):
     ap.add_argument("--page-size", type=int, default=50, help="tree entries per page")
     ap.add_argument("--token", action="append", metavar="NAME:full|basic",
                     help="extra accepted token (full: sees private, approved for gated)")
+    ap.add_argument("--profile", choices=sorted(PROFILES), default="lan",
+                    help="network profile: lan = 0 ms, no cap; wan = 30 ms, 50M; "
+                         "wan-harsh = 80 ms, 20M")
+    ap.add_argument("--latency-ms", type=parse_latency_ms, metavar="N",
+                    help="delay before every response, ms (overrides --profile)")
+    ap.add_argument("--rate", type=parse_rate, metavar="BYTES_PER_S",
+                    help="file bytes per second per connection, k/M/G = 10^3/10^6/10^9, "
+                         "0 = unlimited (overrides --profile)")
     ap.add_argument("--verbose", action="store_true", help="log requests to stderr")
     args = ap.parse_args(argv)
+    lat_ms, rate = PROFILES[args.profile]
+    args.initial_profile = (lat_ms if args.latency_ms is None else args.latency_ms,
+                            rate if args.rate is None else args.rate)
 
     state = State(load_repos(args.fixtures), args)
     # every LFS blob the CDN may serve, by sha256 (dedup across repos is natural here)

@@ -20,6 +20,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.parse
@@ -70,29 +71,39 @@ def setUpModule():
                        timeout=120, stdout=subprocess.DEVNULL)
     with open(os.path.join(Sim.fixtures, "manifest.json")) as f:
         Sim.manifest = json.load(f)
-    Sim.ready = os.path.join(Sim.tmp, "ready.json")
-    Sim.proc = subprocess.Popen([sys.executable, SIM, "--fixtures", Sim.fixtures, "--port", "0",
-                                 "--cdn-port", "0", "--ready-file", Sim.ready,
-                                 "--page-size", str(PAGE)])
+    Sim.proc, ready = start_sim("ready.json", "--page-size", str(PAGE))
+    Sim.hub, Sim.cdn = ready["hub"], ready["cdn"]
+
+
+def start_sim(ready_name, *args):
+    """Start hubsim.py on free ports; -> (process, its ready-file JSON)."""
+    ready = os.path.join(Sim.tmp, ready_name)
+    proc = subprocess.Popen([sys.executable, SIM, "--fixtures", Sim.fixtures, "--port", "0",
+                             "--cdn-port", "0", "--ready-file", ready, *args])
     deadline = time.time() + T
-    while not os.path.exists(Sim.ready):
-        if time.time() > deadline or Sim.proc.poll() is not None:
+    while not os.path.exists(ready):
+        if time.time() > deadline or proc.poll() is not None:
+            stop_sim(proc)
             raise RuntimeError("hubsim did not start")
         time.sleep(0.05)
-    with open(Sim.ready) as f:
-        ready = json.load(f)
-    Sim.hub, Sim.cdn = ready["hub"], ready["cdn"]
-    assert ready["pid"] == Sim.proc.pid
+    with open(ready) as f:
+        info = json.load(f)
+    assert info["pid"] == proc.pid
+    return proc, info
+
+
+def stop_sim(proc):
+    if proc and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=T)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=T)
 
 
 def tearDownModule():
-    if Sim.proc and Sim.proc.poll() is None:
-        Sim.proc.send_signal(signal.SIGTERM)
-        try:
-            Sim.proc.wait(timeout=T)
-        except subprocess.TimeoutExpired:
-            Sim.proc.kill()
-            Sim.proc.wait(timeout=T)
+    stop_sim(Sim.proc)
     shutil.rmtree(Sim.tmp, ignore_errors=True)
 
 
@@ -616,6 +627,158 @@ class HubsimTest(unittest.TestCase):
         r = hub(f"/{VERS}/raw/main/weights.bin")
         self.assertTrue(r.body.startswith(b"version https://git-lfs.github.com/spec/v1\n"))
         self.assertEqual(len(r.body), fentry(VERS, "weights.bin")["pointer_size"])
+
+
+class WanTest(unittest.TestCase):
+    """WAN profile: delay before responses, per-connection rate cap on file bytes. Timing is
+    asserted loosely (a shared 2-core machine): lower bounds are what sleeping guarantees,
+    upper bounds leave 2x or more of slack."""
+    MB = 1000 * 1000
+
+    def setUp(self):
+        sim("reset", {"refs": True, "profile": True})
+        self.addCleanup(sim, "reset", {"profile": True})
+        self.loc = hub(f"/{EDGE}/resolve/main/large.bin").h("Location")
+
+    def big(self, start, n):
+        """Bytes [start, start + n) of large.bin (160 MiB: not read whole)."""
+        with open(os.path.join(Sim.fixtures, "repos", EDGE, rev_sha(EDGE, "main"),
+                               "large.bin"), "rb") as f:
+            f.seek(start)
+            return f.read(n)
+
+    def timed(self, url, **kw):
+        t0 = time.monotonic()
+        r = request(url, **kw)
+        return r, time.monotonic() - t0
+
+    def test_profile_control(self):
+        self.assertEqual(sim("profile"), {"profile": "lan", "latency_ms": 0, "rate": 0})
+        self.assertEqual(sim("profile", {"profile": "wan"}),
+                         {"profile": "wan", "latency_ms": 30, "rate": 50000000})
+        self.assertEqual(sim("profile", {"rate": "20M"}),  # on top of the current values
+                         {"profile": "custom", "latency_ms": 30, "rate": 20000000})
+        self.assertEqual(sim("profile", {"profile": "wan-harsh", "latency_ms": 5}),
+                         {"profile": "custom", "latency_ms": 5, "rate": 20000000})
+        self.assertEqual(sim("profile", {"latency_ms": 80})["profile"], "wan-harsh")
+        for bad in ({"profile": "moon"}, {"rate": -1}, {"rate": "fast"}, {"latency_ms": "x"}):
+            self.assertEqual(hub("/_sim/profile", method="POST", body=bad).status, 400, bad)
+        sim("reset", {})  # counters only: the profile stays
+        self.assertEqual(sim("profile")["profile"], "wan-harsh")
+        sim("reset", {"profile": True})  # back to the command line's
+        self.assertEqual(sim("profile")["profile"], "lan")
+        # command line: the profile, then explicit flags over it
+        proc, info = start_sim("ready-wan.json", "--profile", "wan-harsh", "--rate", "5M")
+        try:
+            r = request(info["hub"] + "/_sim/profile")
+            self.assertEqual(r.json(), {"profile": "custom", "latency_ms": 80, "rate": 5000000})
+        finally:
+            stop_sim(proc)
+
+    def test_latency(self):
+        lat = 0.1
+        sim("profile", {"latency_ms": lat * 1000})
+        u = urllib.parse.urlsplit(Sim.hub)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=T)
+        try:  # every response of a keep-alive connection waits, not only the first
+            t0 = time.monotonic()
+            for _ in range(2):
+                self.assertEqual(request(Sim.hub + f"/api/models/{EDGE}", conn=conn).status, 200)
+            self.assertGreaterEqual(time.monotonic() - t0, 2 * 0.8 * lat)
+        finally:
+            conn.close()
+        for url, kw, status in [(Sim.hub + f"/{EDGE}/resolve/main/large.bin", {}, 302),
+                                (Sim.hub + f"/{EDGE}/resolve/main/nope", {}, 404),
+                                (Sim.hub + f"/{EDGE}/resolve/main/small.txt", {}, 200),
+                                (self.loc, {"headers": {"Range": "bytes=0-9"}}, 206),
+                                (self.loc, {"method": "HEAD"}, 200)]:
+            r, dt = self.timed(url, **kw)
+            self.assertEqual(r.status, status, url)
+            self.assertGreaterEqual(dt, 0.8 * lat, url)
+        # the control API is never delayed; LAN adds nothing (best of 3: a loaded machine)
+        self.assertLess(min(self.timed(Sim.hub + "/_sim/health")[1] for _ in range(3)), lat / 2)
+        sim("profile", {"profile": "lan"})
+        self.assertLess(min(self.timed(Sim.hub + f"/api/models/{EDGE}")[1] for _ in range(3)),
+                        lat / 2)
+
+    def test_rate_cap_one_connection(self):
+        sim("profile", {"latency_ms": 0, "rate": 20 * self.MB})
+        n = 20 * self.MB
+        u = urllib.parse.urlsplit(self.loc)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=T)
+        try:
+            t0 = time.monotonic()
+            conn.request("GET", self.loc[len(Sim.cdn):], headers={"Range": f"bytes=0-{n - 1}"})
+            r = conn.getresponse()
+            body = bytearray()
+            half = None
+            while len(body) < n:
+                chunk = r.read1(1 << 20)
+                self.assertTrue(chunk, "body cut short")
+                body += chunk
+                if half is None and len(body) >= n // 2:
+                    half = time.monotonic() - t0
+            total = time.monotonic() - t0
+        finally:
+            conn.close()
+        self.assertEqual(bytes(body), self.big(0, n))
+        self.assertTrue(0.8 <= total <= 2.5, total)
+        # smooth: the first half arrives about half way, not all at once at either end
+        self.assertTrue(0.25 <= half / total <= 0.8, (half, total))
+        self.assertEqual(sim("counters")["bytes_served"], n)
+
+    def test_parallel_connections_and_in_flight(self):
+        sim("profile", {"latency_ms": 0, "rate": 20 * self.MB})
+        n, k = 10 * self.MB, 4  # 0.5 s each: ~0.5 s together, 2 s if serialised
+        out = [None] * k
+
+        def get(i):
+            a = i * n
+            out[i] = request(self.loc, headers={"Range": f"bytes={a}-{a + n - 1}"})
+        threads = [threading.Thread(target=get, args=(i,)) for i in range(k)]
+        t0 = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(T)
+        total = time.monotonic() - t0
+        for i, r in enumerate(out):
+            self.assertEqual((r.status, r.body), (206, self.big(i * n, n)))
+        self.assertTrue(0.4 <= total <= 1.4, total)
+        c = sim("counters")
+        self.assertEqual((c["in_flight"], c["in_flight_peak"]), (0, k))
+        sim("reset", {})
+        self.assertEqual(sim("counters")["in_flight_peak"], 0)
+
+    def test_faults_and_in_flight_gauge(self):
+        sim("profile", {"profile": "wan"})
+        data = local(EDGE, "exact-4MiB.bin")
+        loc = hub(f"/{EDGE}/resolve/main/exact-4MiB.bin").h("Location")
+        # a stalled response is in flight (both counters), and still completes
+        sim("fault", {"kind": "stall", "seconds": 0.8, "after_bytes": 100, "match": "4MiB.bin"})
+        got = []
+        t = threading.Thread(target=lambda: got.append(request(loc)))
+        t.start()
+        deadline = time.monotonic() + T
+        while sim("counters")["in_flight"] != 1:
+            self.assertLess(time.monotonic(), deadline, "the stalled response never showed")
+            time.sleep(0.02)
+        sim("reset", {})  # the peak restarts from what is open now
+        self.assertEqual(sim("counters")["in_flight_peak"], 1)
+        t.join(T)
+        self.assertEqual(got[0].body, data)
+        c = sim("counters")
+        self.assertEqual((c["in_flight"], c["in_flight_peak"]), (0, 1))
+        # drop, status and truncate behave as in LAN mode
+        sim("fault", {"kind": "drop", "after_bytes": 1000, "match": "4MiB.bin"})
+        r = request(loc)
+        self.assertIsNotNone(r.error)
+        self.assertLessEqual(len(r.body), 1000)
+        sim("fault", {"kind": "status", "status": 503, "port": "cdn"})
+        self.assertEqual(request(loc).status, 503)
+        sim("fault", {"kind": "truncate", "after_bytes": 5000, "match": "4MiB.bin"})
+        self.assertEqual(request(loc).body, data[:5000])
+        self.assertEqual(sim("counters")["in_flight"], 0)
 
 
 class GgufTest(unittest.TestCase):
