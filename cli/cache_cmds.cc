@@ -11,7 +11,7 @@
 #include "cli/commands.h"
 #include "cli/settings.h"
 #include "cli/size.h"
-#include "fs/service.h"
+#include "fs/control/service.h"
 
 namespace modelfs::cli {
 namespace {

@@ -1,24 +1,17 @@
 #include "cli/client.h"
 
-#include <poll.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <csignal>
-#include <cstring>
 
 #include "cli/settings.h"
 #include "cli/size.h"
-#include "fetch/hub_client.h"
-#include "fs/control.h"
-#include "fs/core.h"
-#include "fs/service.h"
-#include "index/cache.h"
+#include "cli/stack.h"
+#include "fs/base/socket.h"
+#include "fs/control/control.h"
 
 namespace modelfs::cli {
 namespace {
@@ -51,61 +44,37 @@ std::string SocketPath(const CommonArgs& a) {
   return (a.cache_dir.empty() ? DefaultCacheDir() : a.cache_dir) + "/control.sock";
 }
 
-int Connect(const std::string& path) {
-  sockaddr_un addr{};
-  if (path.empty() || path.size() >= sizeof(addr.sun_path)) return -1;
-  addr.sun_family = AF_UNIX;
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-int RunRemote(int fd, const json& request, const EventFn& on_event, json* final) {
-  std::string line = request.dump() + "\n";
-  if (::send(fd, line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size())) {
-    ::close(fd);
+int RunRemote(UniqueFd fd, const json& request, const EventFn& on_event, json* final) {
+  if (!SendAll(fd.get(), request.dump() + "\n").ok()) {
     std::fprintf(stderr, "modelfs: the mount's control socket did not take the request\n");
     return kExitError;
   }
   std::string buf;
   char chunk[65536];
   for (;;) {
-    if (g_interrupted) {
-      ::close(fd);  // the mount cancels the request when the connection closes
-      return 130;
-    }
-    pollfd p{fd, POLLIN, 0};
-    int r = poll(&p, 1, 200);
-    if (r < 0 && errno == EINTR) continue;
-    if (r == 0) continue;
-    ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    buf.append(chunk, static_cast<size_t>(n));
+    if (g_interrupted) return 130;  // closing the connection cancels the request
+    size_t n = 0;
+    Status st = RecvSome(fd.get(), chunk, sizeof chunk, 200, &n);
+    if (st.code() == Code::kTimeout) continue;
+    if (!st.ok() || n == 0) break;
+    buf.append(chunk, n);
     size_t nl;
     while ((nl = buf.find('\n')) != std::string::npos) {
       json msg = json::parse(buf.substr(0, nl), nullptr, false);
       buf.erase(0, nl + 1);
       if (msg.is_object() && msg.value("done", false)) {
         *final = msg;
-        ::close(fd);
         return -1;
       }
       if (msg.is_object()) on_event(msg);
     }
   }
-  ::close(fd);
   std::fprintf(stderr, "modelfs: the mount closed the connection without an answer\n");
   return kExitError;
 }
 
 int RunDirect(const CommonArgs& a, const json& request, const EventFn& on_event, json* final) {
-  std::string dir = a.cache_dir.empty() ? DefaultCacheDir() : a.cache_dir;
+  const std::string dir = a.cache_dir.empty() ? DefaultCacheDir() : a.cache_dir;
   auto capacity = ParseSize(a.cache_size);
   if (!capacity || *capacity == 0) {
     std::fprintf(stderr, "modelfs: --cache-size '%s' is not a size; use e.g. 500M or 20G\n",
@@ -119,36 +88,34 @@ int RunDirect(const CommonArgs& a, const json& request, const EventFn& on_event,
     return kExitUsage;
   }
   spdlog::set_level(spdlog::level::warn);
-  index::CacheOptions copts;
-  copts.dir = dir;
-  copts.capacity_bytes = *capacity;
-  std::unique_ptr<index::Cache> cache;
-  if (index::Status s = index::Cache::Open(copts, &cache); !s.ok()) {
-    if (s.code() == index::Code::kBusy) {
+  StackOptions so;
+  so.cache.dir = dir;
+  so.cache.capacity_bytes = *capacity;
+  so.hub.endpoint = a.endpoint.empty() ? DefaultEndpoint() : a.endpoint;
+  so.hub.token = token.value;
+  so.hub.offline = a.offline || EnvOffline();
+  so.core.offline = so.hub.offline;
+  std::unique_ptr<Stack> stack;
+  if (Status s = Stack::Open(std::move(so), &stack); !s.ok()) {
+    if (s.code() == Code::kBusy) {
       std::fprintf(stderr,
                    "modelfs: cache %s is owned by a running mount, but its control socket does not "
                    "answer; pass --socket or --mount, or check the mount's log\n",
                    dir.c_str());
     } else {
-      std::fprintf(stderr, "modelfs: cannot open cache %s: %s\n", dir.c_str(), s.ToString().c_str());
+      std::fprintf(stderr, "modelfs: cannot open cache %s: %s\n", dir.c_str(), s.to_string().c_str());
     }
-    return s.code() == index::Code::kNoSpace ? kExitNoSpace : kExitError;
+    return s.code() == Code::kNoSpace ? kExitNoSpace : kExitError;
   }
-  fetch::HubOptions hopts;
-  hopts.endpoint = a.endpoint.empty() ? DefaultEndpoint() : a.endpoint;
-  hopts.token = token.value;
-  hopts.offline = a.offline || EnvOffline();
-  fetch::HubClient hub(hopts);
-  fs::CoreOptions core_opts;
-  core_opts.offline = hopts.offline;
-  fs::Core core(core_opts, *cache, hub);
-  fs::Service service(core);
   // Without a mount the caller acts on a cache it can open: the OS already decided.
-  fs::Caller caller{static_cast<uint32_t>(getuid()), true, true};
-  *final = fs::Dispatch(service, request, caller, [&](const json& e) {
-    on_event(e);
-    return !g_interrupted;
-  });
+  const fs::Caller caller{static_cast<uint32_t>(getuid()), true, true};
+  const std::string last =
+      fs::Dispatch(stack->service(), request.dump(), caller, [&](const std::string& line) {
+        json e = json::parse(line, nullptr, false);
+        if (e.is_object()) on_event(e);
+        return !g_interrupted;
+      });
+  *final = json::parse(last, nullptr, false);
   return -1;
 }
 
@@ -172,8 +139,8 @@ void AddCommonOptions(CLI::App* cmd, CommonArgs* a) {
 int RunRequest(const CommonArgs& args, const json& request, const EventFn& on_event, json* final) {
   SigintGuard guard;
   g_interrupted = 0;
-  int fd = Connect(SocketPath(args));
-  if (fd >= 0) return RunRemote(fd, request, on_event, final);
+  UniqueFd fd;
+  if (ConnectUnix(SocketPath(args), &fd).ok()) return RunRemote(std::move(fd), request, on_event, final);
   if (!args.socket.empty() || !args.mount.empty()) {
     std::fprintf(stderr, "modelfs: no modelfs mount answers at %s\n",
                  (args.socket.empty() ? args.mount : args.socket).c_str());
@@ -184,13 +151,13 @@ int RunRequest(const CommonArgs& args, const json& request, const EventFn& on_ev
 
 int ExitCodeFor(const json& final) {
   if (final.value("ok", false)) return kExitOk;
-  std::string code = final.value("code", "");
-  if (code == fs::CodeName(fs::Code::kNotFound)) return kExitNotFound;
-  if (code == fs::CodeName(fs::Code::kNoAccess)) return kExitNoAccess;
-  if (code == fs::CodeName(fs::Code::kIo)) return kExitNetwork;
-  if (code == fs::CodeName(fs::Code::kNoSpace)) return kExitNoSpace;
-  if (code == fs::CodeName(fs::Code::kInvalid)) return kExitUsage;
-  if (code == fs::CodeName(fs::Code::kCancelled)) return 130;
+  const Code code = CodeFromName(final.value("code", ""));
+  if (IsNotFound(code)) return kExitNotFound;
+  if (IsNoAccess(code)) return kExitNoAccess;
+  if (IsUpstream(code) || code == Code::kIo || code == Code::kCorrupt) return kExitNetwork;
+  if (code == Code::kNoSpace) return kExitNoSpace;
+  if (code == Code::kInvalid) return kExitUsage;
+  if (code == Code::kCancelled) return 130;
   return kExitError;
 }
 

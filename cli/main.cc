@@ -4,6 +4,7 @@
 
 #include "cli/commands.h"
 #include "cli/settings.h"
+#include "fs/base/version.h"
 
 int main(int argc, char** argv) {
   using namespace modelfs::cli;
@@ -14,7 +15,7 @@ int main(int argc, char** argv) {
       "  modelfs ls | info | stats | gc | rm | verify\n"
       "Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 no access, 5 network, 6 no space,\n"
       "130 interrupted."};
-  app.set_version_flag("--version", "modelfs 0.1.0");
+  app.set_version_flag("--version", "modelfs " MODELFS_VERSION);
   app.require_subcommand(1);
   std::vector<Runner> runners = {AddMountCommand(app), AddUmountCommand(app)};
   for (auto& r : AddCacheCommands(app)) runners.push_back(std::move(r));

@@ -19,16 +19,15 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/config.h"
 #include "cli/settings.h"
 #include "cli/size.h"
-#include "fetch/hub_client.h"
-#include "cli/config.h"
-#include "fs/control.h"
-#include "fs/metrics.h"
-#include "fs/core.h"
-#include "fs/service.h"
-#include "fs/fuse_adapter.h"
-#include "index/cache.h"
+#include "cli/stack.h"
+#include "fs/base/version.h"
+#include "fs/control/control.h"
+#include "fs/control/metrics.h"
+#include "fs/fuse/adapter.h"
+#include "fs/fuse/mount.h"
 
 namespace modelfs::cli {
 namespace {
@@ -240,8 +239,8 @@ class Reloader {
     } else {
       spdlog::error("reload: {}; keeping the current token", error);
     }
-    core_.policy().set({a.allow, a.deny, a.refuse_gated});
-    core_.snapshots().forget_misses();  // a new token may open what was refused
+    core_.set_policy({a.allow, a.deny, a.refuse_gated});
+    core_.forget_misses();  // a new token may open what was refused
     spdlog::info("reloaded: log level {}, token from {}, {} allow / {} deny rules{}", a.log_level,
                  token.source, a.allow.size(), a.deny.size(), a.refuse_gated ? ", gated refused" : "");
   }
@@ -311,11 +310,14 @@ void DetachStdio() {
   if (fd > 2) ::close(fd);
 }
 
-int ExitFor(index::Code code) {
+int ExitFor(Code code) {
   switch (code) {
-    case index::Code::kNoSpace: return kExitNoSpace;
-    case index::Code::kInvalid: return kExitUsage;
-    default: return kExitError;
+    case Code::kNoSpace:
+      return kExitNoSpace;
+    case Code::kInvalid:
+      return kExitUsage;
+    default:
+      return kExitError;
   }
 }
 
@@ -337,8 +339,10 @@ int RunMount(const MountArgs& a) {
     return kExitUsage;
   }
   auto chunk = ParseSize(a.chunk_size);
-  if (!chunk || *chunk < 64 * 1024 || *chunk > 64 * 1024 * 1024 || (*chunk & (*chunk - 1))) {
-    std::fprintf(stderr, "modelfs: --chunk-size must be a power of two between 64K and 64M\n");
+  if (!chunk || *chunk < index::kMinChunkSize || *chunk > index::kMaxChunkSize ||
+      (*chunk & (*chunk - 1))) {
+    std::fprintf(stderr, "modelfs: --chunk-size must be a power of two from %s to %s\n",
+                 FormatSize(index::kMinChunkSize).c_str(), FormatSize(index::kMaxChunkSize).c_str());
     return kExitUsage;
   }
   Token token;
@@ -383,51 +387,50 @@ int RunMount(const MountArgs& a) {
   spdlog::set_level(level);
   spdlog::flush_on(spdlog::level::info);
 
-  index::CacheOptions copts;
-  copts.dir = cache_dir;
-  copts.capacity_bytes = *capacity;
-  copts.chunk_size = static_cast<uint32_t>(*chunk);
-  std::unique_ptr<index::Cache> cache;
-  if (index::Status s = index::Cache::Open(copts, &cache); !s.ok()) {
-    if (s.code() == index::Code::kBusy) {
+  StackOptions so;
+  so.cache.dir = cache_dir;
+  so.cache.capacity_bytes = *capacity;
+  so.cache.chunk_size = static_cast<uint32_t>(*chunk);
+  so.hub.endpoint = endpoint;
+  so.hub.token = token.value;
+  so.hub.offline = offline;
+  so.hub.stall_timeout = std::chrono::seconds(a.stall_timeout);
+  so.hub.deadline = std::chrono::seconds(a.read_timeout);
+  so.hub.max_attempts = static_cast<int>(std::max(1u, a.retries));
+  so.core.revision_ttl = std::chrono::seconds(a.revision_ttl);
+  so.core.negative_ttl = std::chrono::seconds(a.negative_ttl);
+  so.core.read_timeout = std::chrono::seconds(a.read_timeout);
+  so.core.fetch_threads = std::max(1u, a.fetch_threads);
+  so.core.offline = offline;
+  so.core.strict_verify = a.strict_verify;
+  so.core.control_socket =
+      a.control_socket.empty() ? cache_dir + "/control.sock" : a.control_socket;
+  const std::string control_socket = so.core.control_socket;
+  std::unique_ptr<Stack> stack;
+  if (Status s = Stack::Open(std::move(so), &stack); !s.ok()) {
+    if (s.code() == Code::kBusy) {
       return Fail(ready, kExitError,
                   "cache " + cache_dir + " is in use by another modelfs process (" + s.message() +
                       "); unmount it first or pass a different --cache-dir");
     }
-    return Fail(ready, ExitFor(s.code()), "cannot open cache " + cache_dir + ": " + s.ToString());
+    return Fail(ready, ExitFor(s.code()), "cannot open cache " + cache_dir + ": " + s.to_string());
   }
-  if (!cache->recovered_from().empty()) spdlog::warn("cache: {}", cache->recovered_from());
-
-  fetch::HubOptions hopts;
-  hopts.endpoint = endpoint;
-  hopts.token = token.value;
-  hopts.offline = offline;
-  hopts.stall_timeout = std::chrono::seconds(a.stall_timeout);
-  hopts.deadline = std::chrono::seconds(a.read_timeout);
-  hopts.max_attempts = static_cast<int>(std::max(1u, a.retries));
-  fetch::HubClient hub(hopts);
-
-  fs::CoreOptions core_opts;
-  core_opts.revision_ttl = std::chrono::seconds(a.revision_ttl);
-  core_opts.negative_ttl = std::chrono::seconds(a.negative_ttl);
-  core_opts.read_timeout = std::chrono::seconds(a.read_timeout);
-  core_opts.fetch_threads = std::max(1u, a.fetch_threads);
-  core_opts.offline = offline;
-  core_opts.strict_verify = a.strict_verify;
-  core_opts.control_socket = a.control_socket.empty() ? cache_dir + "/control.sock" : a.control_socket;
-  fs::Core core(core_opts, *cache, hub);
-  core.policy().set({a.allow, a.deny, a.refuse_gated});
-  fs::Service service(core);
-  fs::ControlServer control(service, core_opts.control_socket,
+  if (!stack->cache().recovered_from().empty()) {
+    spdlog::warn("cache: {}", stack->cache().recovered_from());
+  }
+  fs::Core& core = stack->core();
+  fetch::HubClient& hub = stack->hub();
+  core.set_policy({a.allow, a.deny, a.refuse_gated});
+  fs::ControlServer control(stack->service(), control_socket,
                             {static_cast<uint32_t>(getuid()), a.admin_group, a.allow_other});
-  if (fs::Status s = control.start(); !s.ok()) return Fail(ready, kExitError, s.message());
+  if (Status s = control.start(); !s.ok()) return Fail(ready, kExitError, s.message());
   std::unique_ptr<fs::MetricsServer> metrics;
   if (!a.metrics.empty()) {
     metrics = std::make_unique<fs::MetricsServer>(core);
-    if (fs::Status s = metrics->start(a.metrics); !s.ok()) return Fail(ready, kExitUsage, s.message());
+    if (Status s = metrics->start(a.metrics); !s.ok()) return Fail(ready, kExitUsage, s.message());
   }
   Reloader reloader(a, hub, core);
-  spdlog::info("modelfs {} on {}: endpoint {}{}, cache {} ({} limit), token from {}", "0.1.0",
+  spdlog::info("modelfs {} on {}: endpoint {}{}, cache {} ({} limit), token from {}", MODELFS_VERSION,
                a.mountpoint, endpoint, offline ? " (offline)" : "", cache_dir,
                FormatSize(*capacity), token.source);
 
@@ -438,7 +441,7 @@ int RunMount(const MountArgs& a) {
   mopts.max_threads = a.max_threads;
   mopts.debug = a.debug_fuse;
   bool mounted = false;
-  fs::Status st = fs::ServeFuse(core, mopts, [&] {
+  Status st = fs::ServeFuse(core, mopts, [&] {
     mounted = true;
     ready.notify(0, "mounted");
     if (!a.foreground) DetachStdio();
@@ -525,7 +528,7 @@ Runner AddUmountCommand(CLI::App& app) {
                                                "Example:\n  modelfs umount /mnt/models");
   cmd->add_option("mountpoint", *mountpoint, "Where modelfs is mounted")->required();
   return [mountpoint] {
-    fs::Status st = fs::Unmount(*mountpoint);
+    Status st = fs::Unmount(*mountpoint);
     if (!st.ok()) {
       std::fprintf(stderr, "modelfs: %s\n", st.message().c_str());
       return static_cast<int>(kExitError);

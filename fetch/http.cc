@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <cstdlib>
 #include <map>
-#include <mutex>
+
+#include "fs/base/mutex.h"
+#include "fs/base/text.h"
 
 namespace modelfs::fetch::http {
 namespace {
@@ -34,23 +36,6 @@ struct CurlFree {
 };
 using CurlString = std::unique_ptr<char, CurlFree>;
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() &&
-         (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
-
 std::optional<std::string> GetPart(CURLU* u, CURLUPart part, unsigned flags = 0) {
   char* raw = nullptr;
   if (curl_url_get(u, part, &raw, flags) != CURLUE_OK || raw == nullptr) return std::nullopt;
@@ -72,9 +57,9 @@ std::optional<Url> FromHandle(CURLU* u) {
   auto full = GetPart(u, CURLUPART_URL);
   if (!scheme || !host || !port || !full || host->empty()) return std::nullopt;
   Url out;
-  out.scheme = Lower(*scheme);
+  out.scheme = AsciiLower(*scheme);
   if (out.scheme != "http" && out.scheme != "https") return std::nullopt;
-  out.host = Lower(*host);
+  out.host = AsciiLower(*host);
   out.port = std::atoi(port->c_str());
   if (out.port <= 0 || out.port > 65535) return std::nullopt;
   out.url = std::move(*full);
@@ -108,16 +93,16 @@ std::optional<Url> ResolveUrl(std::string_view base, std::string_view ref) {
   return FromHandle(u.get());
 }
 
-bool Headers::Add(std::string_view name, std::string_view value) {
+bool Headers::add(std::string_view name, std::string_view value) {
   if (items_.size() >= kMaxHeaderCount) return false;
   if (value.size() > kMaxHeaderValue) value = value.substr(0, kMaxHeaderValue);
   if (total_ + name.size() + value.size() > kMaxHeaderTotal) return false;
   total_ += name.size() + value.size();
-  items_.emplace_back(Lower(name), std::string(value));
+  items_.emplace_back(AsciiLower(name), std::string(value));
   return true;
 }
 
-const std::string* Headers::Get(std::string_view lower_name) const {
+const std::string* Headers::get(std::string_view lower_name) const {
   for (auto it = items_.rbegin(); it != items_.rend(); ++it) {
     if (it->first == lower_name) return &it->second;
   }
@@ -127,9 +112,9 @@ const std::string* Headers::Get(std::string_view lower_name) const {
 // Idle easy handles, kept per origin so a reused handle finds its kept-alive connection.
 struct Transport::Pool {
   explicit Pool(size_t max) : max_idle(max) {}
-  EasyPtr Acquire(const std::string& origin) {
+  EasyPtr acquire(const std::string& origin) {
     {
-      std::lock_guard lock(mu);
+      MutexLock lock(mu);
       auto it = idle.find(origin);
       if (it != idle.end() && !it->second.empty()) {
         EasyPtr h = std::move(it->second.back());
@@ -141,10 +126,10 @@ struct Transport::Pool {
     }
     return EasyPtr(curl_easy_init());
   }
-  void Release(const std::string& origin, EasyPtr h) {
+  void release(const std::string& origin, EasyPtr h) {
     curl_easy_reset(h.get());  // drops our callbacks and pointers; keeps the connection cache
     {
-      std::lock_guard lock(mu);
+      MutexLock lock(mu);
       if (count < max_idle) {
         idle[origin].push_back(std::move(h));
         ++count;
@@ -155,9 +140,9 @@ struct Transport::Pool {
   }
 
   const size_t max_idle;
-  std::mutex mu;
-  std::map<std::string, std::vector<EasyPtr>> idle;  // guarded by mu
-  size_t count = 0;                                  // guarded by mu
+  Mutex mu;
+  std::map<std::string, std::vector<EasyPtr>> idle GUARDED_BY(mu);
+  size_t count GUARDED_BY(mu) = 0;
 };
 
 namespace {
@@ -177,13 +162,13 @@ struct TransferState {
   bool too_large = false;
   bool headers_too_large = false;
 
-  void Progress() {
+  void progress() {
     last_progress = Clock::now();
     any_progress = true;
   }
 
   // Returns false when the transfer must be aborted.
-  bool FinishHeaders() {
+  bool finish_headers() {
     headers_done = true;
     mode = req->on_headers ? req->on_headers(*resp) : BodyMode::kBuffer;
     if (mode == BodyMode::kAbort) {
@@ -197,11 +182,11 @@ struct TransferState {
 size_t HeaderCallback(char* buffer, size_t size, size_t nitems, void* userdata) {
   auto* st = static_cast<TransferState*>(userdata);
   const size_t n = size * nitems;
-  st->Progress();
+  st->progress();
   std::string_view line(buffer, n);
   if (line.size() >= 5 && line.substr(0, 5) == "HTTP/") {
     // A new status line: an interim (1xx) response may precede the final one.
-    st->resp->headers.Clear();
+    st->resp->headers.clear();
     st->resp->status = 0;
     st->headers_done = false;
     const size_t sp = line.find(' ');
@@ -216,17 +201,17 @@ size_t HeaderCallback(char* buffer, size_t size, size_t nitems, void* userdata) 
     }
     return n;
   }
-  const std::string_view trimmed = Trim(line);
+  const std::string_view trimmed = TrimSpace(line);
   if (trimmed.empty()) {
     if (st->resp->status >= 200 && !st->headers_done) {
-      if (!st->FinishHeaders()) return 0;
+      if (!st->finish_headers()) return 0;
     }
     return n;
   }
   if (line.front() == ' ' || line.front() == '\t') return n;  // obsolete folding: ignored
   const size_t colon = trimmed.find(':');
   if (colon == std::string_view::npos || colon == 0) return n;
-  if (!st->resp->headers.Add(Trim(trimmed.substr(0, colon)), Trim(trimmed.substr(colon + 1)))) {
+  if (!st->resp->headers.add(TrimSpace(trimmed.substr(0, colon)), TrimSpace(trimmed.substr(colon + 1)))) {
     st->headers_too_large = true;
     return 0;
   }
@@ -236,8 +221,8 @@ size_t HeaderCallback(char* buffer, size_t size, size_t nitems, void* userdata) 
 size_t WriteCallback(char* data, size_t size, size_t nmemb, void* userdata) {
   auto* st = static_cast<TransferState*>(userdata);
   const size_t n = size * nmemb;
-  st->Progress();
-  if (!st->headers_done && !st->FinishHeaders()) return 0;
+  st->progress();
+  if (!st->headers_done && !st->finish_headers()) return 0;
   if (st->mode == BodyMode::kStream) {
     if (!st->req->on_body || !st->req->on_body(data, n)) {
       st->aborted = true;
@@ -258,7 +243,7 @@ int XferInfoCallback(void* clientp, curl_off_t /*dltotal*/, curl_off_t dlnow,
   auto* st = static_cast<TransferState*>(clientp);
   const auto now = Clock::now();
   if (dlnow != st->last_dlnow) {
-    if (st->last_dlnow >= 0 && dlnow > st->last_dlnow) st->Progress();
+    if (st->last_dlnow >= 0 && dlnow > st->last_dlnow) st->progress();
     st->last_dlnow = dlnow;
   }
   if (now >= st->req->deadline) {
@@ -313,7 +298,7 @@ Transport::Transport(size_t max_idle_handles) : pool_(std::make_unique<Pool>(max
 
 Transport::~Transport() = default;
 
-Result Transport::Perform(const Request& request, Response* response) {
+Result Transport::perform(const Request& request, Response* response) {
   *response = Response{};
   const auto url = ParseUrl(request.url);
   if (!url) return {Failure::kPermanent, "not an http(s) URL"};
@@ -323,7 +308,7 @@ Result Transport::Perform(const Request& request, Response* response) {
       std::chrono::duration_cast<std::chrono::milliseconds>(request.deadline - start);
 
   const std::string origin = url->origin();
-  EasyPtr easy = pool_->Acquire(origin);
+  EasyPtr easy = pool_->acquire(origin);
   if (!easy) return {Failure::kPermanent, "curl_easy_init failed"};
   CURL* h = easy.get();
 
@@ -377,7 +362,7 @@ Result Transport::Perform(const Request& request, Response* response) {
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
     response->status = static_cast<int>(code);
   }
-  pool_->Release(origin, std::move(easy));
+  pool_->release(origin, std::move(easy));
 
   Result result;
   if (st.aborted) {
@@ -406,7 +391,7 @@ Result Transport::Perform(const Request& request, Response* response) {
   } else if (!st.headers_done && response->status >= 200) {
     // A response without a body never reached the write callback; decide now so callers
     // always see on_headers for a completed response.
-    if (!st.FinishHeaders()) result = {Failure::kAborted, "aborted by the receiver"};
+    if (!st.finish_headers()) result = {Failure::kAborted, "aborted by the receiver"};
   }
   return result;
 }

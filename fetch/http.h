@@ -2,7 +2,7 @@
 // libcurl itself stays inside http.cc. No redirects are followed here (the Hub client follows
 // them itself so that credentials never leave the Hub's origin).
 //
-// Thread safety: Transport may be used from many threads at once; each Perform() takes its own
+// Thread safety: Transport may be used from many threads at once; each perform() takes its own
 // handle from the pool.
 #pragma once
 
@@ -45,13 +45,13 @@ class Headers {
  public:
   // False (and nothing added) past the limits on count and total size: the caller fails the
   // response rather than act on a partial set.
-  bool Add(std::string_view name, std::string_view value);
-  void Clear() {
+  bool add(std::string_view name, std::string_view value);
+  void clear() {
     items_.clear();
     total_ = 0;
   }
   // Last value of a header (names are compared lowercase); nullptr when absent.
-  const std::string* Get(std::string_view lower_name) const;
+  const std::string* get(std::string_view lower_name) const;
 
  private:
   std::vector<std::pair<std::string, std::string>> items_;
@@ -107,7 +107,7 @@ class Transport {
   Transport& operator=(const Transport&) = delete;
 
   // One HTTP GET; no redirect is followed. Fills *response (status, headers, buffered body).
-  Result Perform(const Request& request, Response* response);
+  Result perform(const Request& request, Response* response);
 
  private:
   struct Pool;

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <atomic>
 #include <map>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
@@ -15,6 +14,8 @@
 
 #include "fetch/http.h"
 #include "fetch/hub_parse.h"
+#include "fs/base/mutex.h"
+#include "fs/base/text.h"
 
 namespace modelfs::fetch {
 namespace {
@@ -69,18 +70,9 @@ bool IsRetryableStatus(int status) {
          status == 504;
 }
 
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           auto lower = [](char c) {
-             return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-           };
-           return lower(x) == lower(y);
-         });
-}
-
 // X-Error-Message, else the {"error": "..."} body.
 std::string ErrorDetail(const http::Response& r) {
-  if (const auto* m = r.headers.Get("x-error-message"); m != nullptr && !m->empty()) {
+  if (const auto* m = r.headers.get("x-error-message"); m != nullptr && !m->empty()) {
     return Sanitize(*m);
   }
   if (!r.body.empty() && r.body.size() <= kMaxErrorBody) {
@@ -94,8 +86,8 @@ std::string ErrorDetail(const http::Response& r) {
 }
 
 std::optional<Ms> RetryAfter(const http::Response& r) {
-  const auto* ra = r.headers.Get("retry-after");
-  const auto* rl = r.headers.Get("ratelimit");
+  const auto* ra = r.headers.get("retry-after");
+  const auto* rl = r.headers.get("ratelimit");
   auto secs = ParseRetryAfterSeconds(ra != nullptr ? *ra : std::string_view{},
                                      rl != nullptr ? *rl : std::string_view{});
   if (!secs) return std::nullopt;
@@ -106,7 +98,7 @@ std::optional<Ms> RetryAfter(const http::Response& r) {
 Attempt HttpError(const http::Response& r, const std::string& what, Code not_found,
                   bool have_token) {
   const int s = r.status;
-  const std::string* code_hdr = r.headers.Get("x-error-code");
+  const std::string* code_hdr = r.headers.get("x-error-code");
   const std::string code = code_hdr != nullptr ? *code_hdr : std::string();
   std::string detail = ErrorDetail(r);
   auto with_detail = [&detail](std::string m) {
@@ -207,16 +199,16 @@ struct HubClient::Impl {
   std::optional<http::Url> hub;  // the endpoint; nullopt when it is not a valid http(s) URL
   http::Transport transport;
 
-  mutable std::mutex token_mu;
-  std::string token;  // guarded by token_mu; starts as opt.token, changed by set_token
+  mutable Mutex token_mu;
+  std::string token GUARDED_BY(token_mu);  // starts as opt.token, changed by set_token
 
-  std::string Token() const {
-    std::lock_guard lock(token_mu);
+  std::string current_token() const {
+    MutexLock lock(token_mu);
     return token;
   }
 
-  std::mutex cdn_mu;
-  std::unordered_map<std::string, CdnEntry> cdn;  // guarded by cdn_mu
+  Mutex cdn_mu;
+  std::unordered_map<std::string, CdnEntry> cdn GUARDED_BY(cdn_mu);
 
   std::atomic<uint64_t> requests{0};
   std::atomic<uint64_t> bytes{0};
@@ -228,20 +220,20 @@ struct HubClient::Impl {
   std::atomic<uint64_t> errors{0};
   std::atomic<uint64_t> redirects{0};
 
-  bool IsHub(const http::Url& u) const { return hub && u.origin() == hub->origin(); }
+  bool is_hub(const http::Url& u) const { return hub && u.origin() == hub->origin(); }
 
-  Status Precheck() const {
+  Status precheck() const {
     if (opt.offline) return {Code::kOffline, "offline mode: no network call made"};
     if (!hub) return {Code::kNetwork, "the Hub endpoint is not an http(s) URL"};
     return Status::Ok();
   }
 
-  Status Finish(Status s) {
+  Status finish(Status s) {
     if (!s.ok() && s.code() != Code::kCancelled) errors.fetch_add(1, std::memory_order_relaxed);
     return s;
   }
 
-  http::Request BaseRequest(const http::Url& url, Clock::time_point deadline,
+  http::Request base_request(const http::Url& url, Clock::time_point deadline,
                             const std::string& bearer) const {
     http::Request req;
     req.url = url.url;
@@ -251,12 +243,12 @@ struct HubClient::Impl {
     req.ca_bundle = opt.ca_bundle;
     req.user_agent = opt.user_agent;
     // Credentials go to the Hub's own origin only, never to the CDN or any other host.
-    if (IsHub(url) && !bearer.empty()) req.headers.push_back("Authorization: Bearer " + bearer);
+    if (is_hub(url) && !bearer.empty()) req.headers.push_back("Authorization: Bearer " + bearer);
     return req;
   }
 
   template <class F>
-  Status RunWithRetries(Clock::time_point deadline, const std::string& what, F&& attempt_fn) {
+  Status run_with_retries(Clock::time_point deadline, const std::string& what, F&& attempt_fn) {
     const int max_attempts = std::max(1, opt.max_attempts);
     auto now_ms = [] {
       return std::chrono::duration_cast<Ms>(Clock::now().time_since_epoch()).count();
@@ -294,33 +286,33 @@ struct HubClient::Impl {
         if (wait >= remaining) return give_up();
       }
       retries.fetch_add(1, std::memory_order_relaxed);
-      spdlog::debug("modelfs fetch: {} failed ({}), retry {} in {} ms", what, a.status.ToString(),
+      spdlog::debug("modelfs fetch: {} failed ({}), retry {} in {} ms", what, a.status.to_string(),
                     attempt, wait.count());
       std::this_thread::sleep_for(wait);
     }
   }
 
   // One GET of a Hub API URL, following same-origin redirects. The body is buffered.
-  Attempt ApiGet(const std::string& start_url, Clock::time_point deadline, const std::string& what,
+  Attempt api_get(const std::string& start_url, Clock::time_point deadline, const std::string& what,
                  Code not_found, http::Response* out, std::string* final_url) {
     std::string url = start_url;
-    const std::string bearer = Token();
+    const std::string bearer = current_token();
     std::set<std::string> seen;
     for (int hop = 0;; ++hop) {
       if (hop > kMaxRedirects) return Fail(Code::kProtocol, what + ": too many redirects");
       if (!seen.insert(url).second) return Fail(Code::kProtocol, what + ": redirect loop");
       auto u = http::ParseUrl(url);
-      if (!u || !IsHub(*u)) return Fail(Code::kProtocol, what + ": redirected off the Hub");
-      http::Request req = BaseRequest(*u, deadline, bearer);
+      if (!u || !is_hub(*u)) return Fail(Code::kProtocol, what + ": redirected off the Hub");
+      http::Request req = base_request(*u, deadline, bearer);
       req.accept_compressed = true;
       req.max_buffered_body = kMaxApiBody;
       req.headers.push_back("Accept: application/json");
       http::Response resp;
       requests.fetch_add(1, std::memory_order_relaxed);
-      const http::Result r = transport.Perform(req, &resp);
+      const http::Result r = transport.perform(req, &resp);
       if (r.failure != http::Failure::kNone) return TransportError(r, what);
       if (IsRedirect(resp.status)) {
-        const auto* loc = resp.headers.Get("location");
+        const auto* loc = resp.headers.get("location");
         auto next = loc != nullptr ? http::ResolveUrl(u->url, *loc) : std::nullopt;
         if (!next) return Fail(Code::kProtocol, what + ": bad redirect", resp.status);
         url = next->url;
@@ -336,8 +328,8 @@ struct HubClient::Impl {
   }
 
   // --- CDN URL cache -------------------------------------------------------------------------
-  std::optional<CdnEntry> CdnGet(const std::string& key) {
-    std::lock_guard lock(cdn_mu);
+  std::optional<CdnEntry> cdn_get(const std::string& key) {
+    MutexLock lock(cdn_mu);
     auto it = cdn.find(key);
     if (it == cdn.end()) return std::nullopt;
     if (Clock::now() >= it->second.expires) {
@@ -346,8 +338,8 @@ struct HubClient::Impl {
     }
     return it->second;
   }
-  void CdnPut(const std::string& key, CdnEntry e) {
-    std::lock_guard lock(cdn_mu);
+  void cdn_put(const std::string& key, CdnEntry e) {
+    MutexLock lock(cdn_mu);
     if (cdn.size() >= kMaxCdnEntries && cdn.find(key) == cdn.end()) {
       const auto now = Clock::now();
       std::erase_if(cdn, [now](const auto& kv) { return now >= kv.second.expires; });
@@ -355,12 +347,12 @@ struct HubClient::Impl {
     }
     cdn[key] = std::move(e);
   }
-  void CdnDrop(const std::string& key) {
-    std::lock_guard lock(cdn_mu);
+  void cdn_drop(const std::string& key) {
+    MutexLock lock(cdn_mu);
     cdn.erase(key);
   }
 
-  Attempt ReadAttempt(const FileLocation& f, uint64_t offset, uint64_t length, uint64_t* delivered,
+  Attempt read_attempt(const FileLocation& f, uint64_t offset, uint64_t length, uint64_t* delivered,
                       const Sink& sink, Clock::time_point deadline);
 };
 
@@ -371,18 +363,18 @@ Status CheckRangeHeaders(const http::Response& r, const FileLocation& f, bool fr
                          const std::string& linked_etag, uint64_t first, uint64_t last,
                          const std::string& what) {
   if (from_hub) {
-    const auto* commit = r.headers.Get("x-repo-commit");
+    const auto* commit = r.headers.get("x-repo-commit");
     if (commit == nullptr) return {Code::kProtocol, what + ": no X-Repo-Commit: not the Hub"};
     if (!EqualsIgnoreCase(*commit, f.commit)) {
       return {Code::kProtocol, what + ": the Hub answered for another commit"};
     }
   }
-  if (const auto* enc = r.headers.Get("content-encoding");
+  if (const auto* enc = r.headers.get("content-encoding");
       enc != nullptr && !EqualsIgnoreCase(*enc, "identity")) {
     return {Code::kProtocol, what + ": unexpected Content-Encoding"};
   }
   if (!f.etag.empty()) {
-    const auto* etag_hdr = r.headers.Get("etag");
+    const auto* etag_hdr = r.headers.get("etag");
     if (etag_hdr == nullptr && linked_etag.empty()) {
       return {Code::kProtocol, what + ": no ETag to check the file version against"};
     }
@@ -394,7 +386,7 @@ Status CheckRangeHeaders(const http::Response& r, const FileLocation& f, bool fr
     }
   }
   if (r.status == 206) {
-    const auto* cr_hdr = r.headers.Get("content-range");
+    const auto* cr_hdr = r.headers.get("content-range");
     auto cr = cr_hdr != nullptr ? ParseContentRange(*cr_hdr) : std::nullopt;
     if (!cr) return {Code::kProtocol, what + ": 206 without a valid Content-Range"};
     if (cr->first != first || cr->last != last || (f.size > 0 && cr->total != f.size)) {
@@ -406,7 +398,7 @@ Status CheckRangeHeaders(const http::Response& r, const FileLocation& f, bool fr
   }
   if (r.status == 200) {
     // The server ignored Range and sends the whole file: it must be the file we expect.
-    if (const auto* cl = r.headers.Get("content-length"); cl != nullptr && f.size > 0) {
+    if (const auto* cl = r.headers.get("content-length"); cl != nullptr && f.size > 0) {
       if (*cl != std::to_string(f.size)) {
         return {Code::kProtocol, what + ": full-body answer has the wrong length"};
       }
@@ -418,7 +410,7 @@ Status CheckRangeHeaders(const http::Response& r, const FileLocation& f, bool fr
 
 }  // namespace
 
-Attempt HubClient::Impl::ReadAttempt(const FileLocation& f, uint64_t offset, uint64_t length,
+Attempt HubClient::Impl::read_attempt(const FileLocation& f, uint64_t offset, uint64_t length,
                                      uint64_t* delivered, const Sink& sink,
                                      Clock::time_point deadline) {
   const std::string what = f.repo_id + "/" + f.path;
@@ -429,14 +421,14 @@ Attempt HubClient::Impl::ReadAttempt(const FileLocation& f, uint64_t offset, uin
   std::string url;
   std::string linked_etag;
   bool from_cache = false;
-  if (auto cached = CdnGet(key)) {
+  if (auto cached = cdn_get(key)) {
     url = cached->url;
     linked_etag = cached->linked_etag;
     from_cache = true;
   } else {
     url = resolve_url;
   }
-  const std::string bearer = Token();
+  const std::string bearer = current_token();
   std::set<std::string> seen;
   int hops = 0;
   bool re_resolved = false;
@@ -446,12 +438,12 @@ Attempt HubClient::Impl::ReadAttempt(const FileLocation& f, uint64_t offset, uin
     if (!seen.insert(url).second) return Fail(Code::kProtocol, what + ": redirect loop");
     auto u = http::ParseUrl(url);
     if (!u) return Fail(Code::kProtocol, what + ": bad URL");
-    const bool from_hub = IsHub(*u);
+    const bool from_hub = is_hub(*u);
 
     const uint64_t first = offset + *delivered;
     const uint64_t last = offset + length - 1;
     const uint64_t want = length - *delivered;
-    http::Request req = BaseRequest(*u, deadline, bearer);
+    http::Request req = base_request(*u, deadline, bearer);
     req.headers.push_back("Range: bytes=" + std::to_string(first) + "-" + std::to_string(last));
     req.max_buffered_body = kMaxErrorBody;
 
@@ -500,7 +492,7 @@ Attempt HubClient::Impl::ReadAttempt(const FileLocation& f, uint64_t offset, uin
 
     http::Response resp;
     requests.fetch_add(1, std::memory_order_relaxed);
-    const http::Result r = transport.Perform(req, &resp);
+    const http::Result r = transport.perform(req, &resp);
     if (cancelled) return Fail(Code::kCancelled, what + ": cancelled by the reader");
     if (!verdict.ok()) return {verdict, false, std::nullopt};
     const bool success_status = resp.status >= 200 && resp.status < 300;
@@ -517,34 +509,34 @@ Attempt HubClient::Impl::ReadAttempt(const FileLocation& f, uint64_t offset, uin
 
     if (IsRedirect(resp.status)) {
       if (from_hub) {
-        const auto* commit = resp.headers.Get("x-repo-commit");
+        const auto* commit = resp.headers.get("x-repo-commit");
         if (commit == nullptr) {
           return Fail(Code::kProtocol, what + ": redirect without X-Repo-Commit: not the Hub");
         }
         if (!EqualsIgnoreCase(*commit, f.commit)) {
           return Fail(Code::kProtocol, what + ": the Hub answered for another commit");
         }
-        if (const auto* le = resp.headers.Get("x-linked-etag")) {
+        if (const auto* le = resp.headers.get("x-linked-etag")) {
           linked_etag = NormalizeEtag(*le);
           if (!f.etag.empty() && !EqualsIgnoreCase(linked_etag, f.etag)) {
             return Fail(Code::kProtocol, what + ": X-Linked-Etag mismatch: the file changed");
           }
         }
-        if (const auto* ls = resp.headers.Get("x-linked-size");
+        if (const auto* ls = resp.headers.get("x-linked-size");
             ls != nullptr && f.size > 0 && *ls != std::to_string(f.size)) {
           return Fail(Code::kProtocol, what + ": X-Linked-Size does not match the file size");
         }
       }
-      const auto* loc = resp.headers.Get("location");
+      const auto* loc = resp.headers.get("location");
       auto next = loc != nullptr ? http::ResolveUrl(u->url, *loc) : std::nullopt;
       if (!next) return Fail(Code::kProtocol, what + ": redirect to a non-http(s) URL");
       if (u->scheme == "https" && next->scheme != "https") {
         return Fail(Code::kProtocol, what + ": redirect downgrades https to http");
       }
       ++hops;
-      if (from_hub && !IsHub(*next)) {
+      if (from_hub && !is_hub(*next)) {
         redirects.fetch_add(1, std::memory_order_relaxed);
-        CdnPut(key, CdnEntry{next->url, linked_etag,
+        cdn_put(key, CdnEntry{next->url, linked_etag,
                              Clock::now() +
                                  std::chrono::duration_cast<Clock::duration>(opt.cdn_url_ttl)});
       }
@@ -554,7 +546,7 @@ Attempt HubClient::Impl::ReadAttempt(const FileLocation& f, uint64_t offset, uin
 
     if (!from_hub && (resp.status == 403 || resp.status == 404 || resp.status == 410)) {
       // The presigned URL expired or was revoked: forget it and ask the Hub again, once.
-      CdnDrop(key);
+      cdn_drop(key);
       if (from_cache && !re_resolved) {
         spdlog::debug("modelfs fetch: CDN refused a cached URL for {} (HTTP {}), re-resolving",
                       what, resp.status);
@@ -585,9 +577,9 @@ HubClient::~HubClient() = default;
 
 Status HubClient::repo_info(const std::string& repo_id, const std::string& revision,
                             RepoInfo* out) {
-  if (Status s = impl_->Precheck(); !s.ok()) return impl_->Finish(s);
+  if (Status s = impl_->precheck(); !s.ok()) return impl_->finish(s);
   if (!IsValidRepoId(repo_id)) {
-    return impl_->Finish({Code::kRepoNotFound, "invalid repo id: " + Sanitize(repo_id, 200)});
+    return impl_->finish({Code::kRepoNotFound, "invalid repo id: " + Sanitize(repo_id, 200)});
   }
   const auto deadline = Clock::now() + options_.deadline;
   std::string url = options_.endpoint + "/api/models/" + repo_id;
@@ -597,24 +589,24 @@ Status HubClient::repo_info(const std::string& repo_id, const std::string& revis
   if (!revision.empty()) what.append("@").append(Sanitize(revision, 200));
   http::Response resp;
   std::string final_url;
-  Status s = impl_->RunWithRetries(deadline, what, [&] {
-    return impl_->ApiGet(url, deadline, what, Code::kRepoNotFound, &resp, &final_url);
+  Status s = impl_->run_with_retries(deadline, what, [&] {
+    return impl_->api_get(url, deadline, what, Code::kRepoNotFound, &resp, &final_url);
   });
-  if (!s.ok()) return impl_->Finish(s);
+  if (!s.ok()) return impl_->finish(s);
   RepoInfo info;
   s = ParseRepoInfo(resp.body, &info);
-  if (!s.ok()) return impl_->Finish({s.code(), what + ": " + s.message()});
+  if (!s.ok()) return impl_->finish({s.code(), what + ": " + s.message()});
   *out = std::move(info);
   return s;
 }
 
 Status HubClient::list_tree(const std::string& repo_id, const std::string& commit,
                             std::vector<TreeEntry>* out) {
-  if (Status s = impl_->Precheck(); !s.ok()) return impl_->Finish(s);
+  if (Status s = impl_->precheck(); !s.ok()) return impl_->finish(s);
   if (!IsValidRepoId(repo_id)) {
-    return impl_->Finish({Code::kRepoNotFound, "invalid repo id: " + Sanitize(repo_id, 200)});
+    return impl_->finish({Code::kRepoNotFound, "invalid repo id: " + Sanitize(repo_id, 200)});
   }
-  if (commit.empty()) return impl_->Finish({Code::kRevisionNotFound, "empty revision"});
+  if (commit.empty()) return impl_->finish({Code::kRevisionNotFound, "empty revision"});
   const auto deadline = Clock::now() + options_.deadline;
   const std::string what = repo_id + "@" + Sanitize(commit, 200) + " tree";
   std::string url = options_.endpoint + "/api/models/" + repo_id + "/tree/" +
@@ -627,46 +619,46 @@ Status HubClient::list_tree(const std::string& repo_id, const std::string& commi
   size_t stalled = 0;
   for (size_t page = 0;; ++page) {
     if (page >= kMaxTreePages) {
-      return impl_->Finish({Code::kProtocol, what + ": too many pages"});
+      return impl_->finish({Code::kProtocol, what + ": too many pages"});
     }
     if (!seen_urls.insert(url).second) {
-      return impl_->Finish({Code::kProtocol, what + ": pagination loop"});
+      return impl_->finish({Code::kProtocol, what + ": pagination loop"});
     }
     http::Response resp;
     std::string final_url;
-    Status s = impl_->RunWithRetries(deadline, what, [&] {
-      return impl_->ApiGet(url, deadline, what, Code::kRepoNotFound, &resp, &final_url);
+    Status s = impl_->run_with_retries(deadline, what, [&] {
+      return impl_->api_get(url, deadline, what, Code::kRepoNotFound, &resp, &final_url);
     });
-    if (!s.ok()) return impl_->Finish(s);
+    if (!s.ok()) return impl_->finish(s);
     const size_t before = all.size();
     s = ParseTreePage(resp.body, &all, &skipped);
-    if (!s.ok()) return impl_->Finish({s.code(), what + ": " + s.message()});
+    if (!s.ok()) return impl_->finish({s.code(), what + ": " + s.message()});
     bool progress = false;
     for (size_t i = before; i < all.size(); ++i) {
       progress |= seen_paths.insert(std::hash<std::string>{}(all[i].path)).second;
     }
     if (all.size() > kMaxTreeEntries) {
-      return impl_->Finish({Code::kProtocol, what + ": more than 1000000 entries"});
+      return impl_->finish({Code::kProtocol, what + ": more than 1000000 entries"});
     }
-    const auto* link = resp.headers.Get("link");
+    const auto* link = resp.headers.get("link");
     auto next = link != nullptr ? ParseLinkNext(*link) : std::nullopt;
     if (!next) break;
     stalled = progress ? 0 : stalled + 1;
     if (stalled >= kMaxStalledPages) {
-      return impl_->Finish({Code::kProtocol, what + ": pagination makes no progress (" +
+      return impl_->finish({Code::kProtocol, what + ": pagination makes no progress (" +
                                                  std::to_string(stalled) +
                                                  " pages in a row with no new entry)"});
     }
     auto next_url = http::ResolveUrl(final_url, *next);
-    if (!next_url || !impl_->IsHub(*next_url)) {
-      return impl_->Finish({Code::kProtocol, what + ": next page link leaves the Hub"});
+    if (!next_url || !impl_->is_hub(*next_url)) {
+      return impl_->finish({Code::kProtocol, what + ": next page link leaves the Hub"});
     }
     url = next_url->url;
   }
 
   // Entries that were all invalid are not an (empty) repo: refuse, so that nothing is cached.
   if (all.empty() && skipped > 0) {
-    return impl_->Finish({Code::kProtocol, what + ": no valid entry in the listing (" +
+    return impl_->finish({Code::kProtocol, what + ": no valid entry in the listing (" +
                                                std::to_string(skipped) + " invalid)"});
   }
   // Duplicates keep the first entry; a path that is both a file and a directory stays a
@@ -725,30 +717,30 @@ Status HubClient::list_tree(const std::string& repo_id, const std::string& commi
 
 Status HubClient::read_range(const FileLocation& file, uint64_t offset, uint64_t length,
                              const Sink& sink) {
-  if (Status s = impl_->Precheck(); !s.ok()) return impl_->Finish(s);
+  if (Status s = impl_->precheck(); !s.ok()) return impl_->finish(s);
   if (length == 0) return Status::Ok();
   if (!IsValidRepoId(file.repo_id)) {
-    return impl_->Finish({Code::kRepoNotFound, "invalid repo id: " + Sanitize(file.repo_id, 200)});
+    return impl_->finish({Code::kRepoNotFound, "invalid repo id: " + Sanitize(file.repo_id, 200)});
   }
-  if (file.commit.empty()) return impl_->Finish({Code::kRevisionNotFound, "empty commit"});
+  if (file.commit.empty()) return impl_->finish({Code::kRevisionNotFound, "empty commit"});
   if (!IsSafeRelativePath(file.path)) {
-    return impl_->Finish({Code::kEntryNotFound, "unsafe path: " + Sanitize(file.path, 200)});
+    return impl_->finish({Code::kEntryNotFound, "unsafe path: " + Sanitize(file.path, 200)});
   }
   if (offset > UINT64_MAX - length || (file.size > 0 && offset + length > file.size)) {
-    return impl_->Finish({Code::kProtocol, file.path + ": range " + std::to_string(offset) + "+" +
+    return impl_->finish({Code::kProtocol, file.path + ": range " + std::to_string(offset) + "+" +
                                                std::to_string(length) + " is past the end (" +
                                                std::to_string(file.size) + " bytes)"});
   }
   const auto deadline = Clock::now() + options_.deadline;
   uint64_t delivered = 0;
-  Status s = impl_->RunWithRetries(deadline, file.path, [&] {
-    return impl_->ReadAttempt(file, offset, length, &delivered, sink, deadline);
+  Status s = impl_->run_with_retries(deadline, file.path, [&] {
+    return impl_->read_attempt(file, offset, length, &delivered, sink, deadline);
   });
-  return impl_->Finish(std::move(s));
+  return impl_->finish(std::move(s));
 }
 
 void HubClient::set_token(std::string token) {
-  std::lock_guard lock(impl_->token_mu);
+  MutexLock lock(impl_->token_mu);
   impl_->token = std::move(token);
 }
 

@@ -1,4 +1,4 @@
-// Client for the Hugging Face Hub HTTP API (see shared notes hub-api.md): repo metadata, the
+// Client for the Hugging Face Hub HTTP API (fetch/hub-api.md says what it relies on): repo metadata, the
 // tree listing, and byte ranges of files through the resolve endpoint and its CDN redirect.
 //
 // Thread safety: every method may be called from many threads at once. Connections are pooled
@@ -13,7 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "fetch/status.h"
+#include "fs/base/status.h"
+#include "fs/base/version.h"
 
 namespace modelfs::fetch {
 
@@ -22,7 +23,7 @@ struct HubOptions {
   std::string token;                                // empty: anonymous
   bool offline = false;                             // every call returns kOffline
   std::string ca_bundle;                            // extra CA file; TLS verification is always on
-  std::string user_agent = "modelfs/0.1";
+  std::string user_agent = "modelfs/" MODELFS_VERSION;
   std::chrono::milliseconds connect_timeout{10'000};
   std::chrono::milliseconds stall_timeout{20'000};  // no byte for this long ends an attempt
   std::chrono::milliseconds deadline{60'000};       // bound on one call, retries and waits included

@@ -6,6 +6,8 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "fs/base/text.h"
+
 namespace modelfs::fetch {
 namespace {
 
@@ -17,31 +19,8 @@ constexpr size_t kMaxPartBytes = 255;
 constexpr size_t kMaxRepoPart = 96;
 constexpr int kMaxRetryAfterSeconds = 24 * 3600;
 
-bool IsHex(std::string_view s) {
-  return std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-  });
-}
-
-std::string ToLowerAscii(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
 bool IsControl(unsigned char c) {
   return c < 0x20 || c == 0x7f;
-}
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() &&
-         (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
-    s.remove_suffix(1);
-  }
-  return s;
 }
 
 // Decimal digits only (no sign, no spaces), at most 19 digits so it fits in uint64_t.
@@ -98,7 +77,7 @@ std::optional<TreeEntry> ParseTreeEntry(const json& e) {
   const json* oid = Member(e, "oid");
   if (oid != nullptr && oid->is_string()) {
     const auto& s = oid->get_ref<const std::string&>();
-    if ((s.size() == 40 || s.size() == 64) && IsHex(s)) out.oid = ToLowerAscii(s);
+    if ((s.size() == 40 || s.size() == 64) && IsHex(s)) out.oid = AsciiLower(s);
   }
   if (out.is_dir) return out;  // a directory's size and oid do not matter
 
@@ -119,7 +98,7 @@ std::optional<TreeEntry> ParseTreeEntry(const json& e) {
     if (s.size() != 64 || !IsHex(s)) return std::nullopt;
     auto n = JsonSize(*lfs_size);
     if (!n) return std::nullopt;
-    out.lfs_sha256 = ToLowerAscii(s);
+    out.lfs_sha256 = AsciiLower(s);
     out.size = *n;
   }
   return out;
@@ -154,10 +133,6 @@ std::string PercentEncode(std::string_view in, bool keep_slash) {
     }
   }
   return out;
-}
-
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && ToLowerAscii(a) == ToLowerAscii(b);
 }
 
 }  // namespace
@@ -200,7 +175,7 @@ Status ParseRepoInfo(std::string_view json_text, RepoInfo* out) {
     if (sha_str.size() != 40 || !IsHex(sha_str)) {
       return {Code::kProtocol, "repo info \"sha\" is not a 40-hex commit"};
     }
-    info.sha = ToLowerAscii(sha_str);
+    info.sha = AsciiLower(sha_str);
     if (const json* p = Member(doc, "private"); p != nullptr && p->is_boolean()) {
       info.is_private = p->get<bool>();
     }
@@ -249,12 +224,12 @@ std::optional<std::string> ParseLinkNext(std::string_view header) {
     bool is_next = false;
     while (!params.empty()) {
       const size_t semi = params.find(';');
-      std::string_view param = Trim(params.substr(0, semi));
+      std::string_view param = TrimSpace(params.substr(0, semi));
       params = semi == std::string_view::npos ? std::string_view{} : params.substr(semi + 1);
       const size_t eq = param.find('=');
       if (eq == std::string_view::npos) continue;
-      if (!EqualsIgnoreCase(Trim(param.substr(0, eq)), "rel")) continue;
-      std::string_view value = Trim(param.substr(eq + 1));
+      if (!EqualsIgnoreCase(TrimSpace(param.substr(0, eq)), "rel")) continue;
+      std::string_view value = TrimSpace(param.substr(eq + 1));
       if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
         value = value.substr(1, value.size() - 2);
       }
@@ -265,7 +240,7 @@ std::optional<std::string> ParseLinkNext(std::string_view header) {
         value = sp == std::string_view::npos ? std::string_view{} : value.substr(sp + 1);
       }
     }
-    const std::string_view trimmed_url = Trim(url);
+    const std::string_view trimmed_url = TrimSpace(url);
     if (is_next && !trimmed_url.empty() &&
         std::none_of(trimmed_url.begin(), trimmed_url.end(),
                      [](char c) { return IsControl(c) || c == ' '; })) {
@@ -277,12 +252,12 @@ std::optional<std::string> ParseLinkNext(std::string_view header) {
 }
 
 std::optional<ContentRange> ParseContentRange(std::string_view value) {
-  value = Trim(value);
+  value = TrimSpace(value);
   const size_t sp = value.find(' ');
   if (sp == std::string_view::npos || !EqualsIgnoreCase(value.substr(0, sp), "bytes")) {
     return std::nullopt;
   }
-  std::string_view rest = Trim(value.substr(sp + 1));
+  std::string_view rest = TrimSpace(value.substr(sp + 1));
   const size_t dash = rest.find('-');
   const size_t slash = rest.find('/');
   if (dash == std::string_view::npos || slash == std::string_view::npos || slash < dash) {
@@ -297,7 +272,7 @@ std::optional<ContentRange> ParseContentRange(std::string_view value) {
 }
 
 std::string NormalizeEtag(std::string_view etag) {
-  etag = Trim(etag);
+  etag = TrimSpace(etag);
   if (etag.size() >= 2 && (etag[0] == 'W' || etag[0] == 'w') && etag[1] == '/') {
     etag.remove_prefix(2);
   }
@@ -357,15 +332,15 @@ std::optional<int> ParseRetryAfterSeconds(std::string_view retry_after,
     if (!result || capped > *result) result = capped;
   };
   // Retry-After: delta-seconds only; an HTTP-date is ignored (the backoff applies instead).
-  if (auto v = ParseDecimal(Trim(retry_after))) consider(*v);
+  if (auto v = ParseDecimal(TrimSpace(retry_after))) consider(*v);
   // RateLimit: "api";r=0;t=55  -- t is the number of seconds until the window resets.
   std::string_view rest = ratelimit;
   while (!rest.empty()) {
     const size_t semi = rest.find_first_of(";,");
-    std::string_view param = Trim(rest.substr(0, semi));
+    std::string_view param = TrimSpace(rest.substr(0, semi));
     rest = semi == std::string_view::npos ? std::string_view{} : rest.substr(semi + 1);
     if (param.size() > 2 && (param[0] == 't' || param[0] == 'T') && param[1] == '=') {
-      if (auto v = ParseDecimal(Trim(param.substr(2)))) consider(*v);
+      if (auto v = ParseDecimal(TrimSpace(param.substr(2)))) consider(*v);
     }
   }
   return result;

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "fetch/hub_client.h"
-#include "fetch/status.h"
+#include "fs/base/status.h"
 
 namespace modelfs::fetch {
 

@@ -21,18 +21,19 @@ Core::Core(CoreOptions options, index::Cache& cache, fetch::HubClient& hub)
       reader_(options_, cache.chunks(), hub),
       started_(static_cast<int64_t>(std::time(nullptr))) {
   reader_.set_on_content_dropped([this](const std::string& cid) {
-    std::lock_guard lock(invalidator_mu_);
+    MutexLock lock(invalidator_mu_);
     if (!invalidator_) return;
     for (uint64_t ino : inodes_.files_with_content(cid)) invalidator_(ino);
   });
 }
 
 void Core::set_kernel_invalidator(std::function<void(uint64_t)> fn) {
-  std::lock_guard lock(invalidator_mu_);
+  MutexLock lock(invalidator_mu_);
   invalidator_ = std::move(fn);
 }
 
 Core::~Core() {
+  MutexLock lock(handles_mu_);
   for (OpenFile* f : handles_) delete f;
 }
 
@@ -222,7 +223,7 @@ Status Core::open(uint64_t ino, uint64_t* handle) {
   loc.etag = node->file.content_id();
   auto f = reader_.open(std::move(loc), node->file.content_id());
   {
-    std::lock_guard lock(handles_mu_);
+    MutexLock lock(handles_mu_);
     handles_.insert(f.get());
   }
   *handle = reinterpret_cast<uint64_t>(f.release());
@@ -237,7 +238,7 @@ Status Core::read(uint64_t handle, uint64_t offset, size_t size, std::string* ou
 void Core::release(uint64_t handle) {
   auto* f = reinterpret_cast<OpenFile*>(handle);
   {
-    std::lock_guard lock(handles_mu_);
+    MutexLock lock(handles_mu_);
     handles_.erase(f);
   }
   delete f;
@@ -312,6 +313,20 @@ Status Core::getxattr(uint64_t ino, std::string_view name, std::string* value) {
   }
   return {Code::kNoData, std::string(name)};
 }
+
+Status Core::snapshot(const std::string& repo_id, const std::string& revision,
+                      std::shared_ptr<const Snapshot>* out) {
+  return snapshots_.get(repo_id, revision, out);
+}
+
+Status Core::fetch_all(const fetch::FileLocation& loc, const std::string& content_id,
+                       unsigned jobs, const std::function<bool(uint64_t)>& progress) {
+  return reader_.fetch_all(loc, content_id, jobs, progress);
+}
+
+void Core::set_policy(PolicyRules rules) { policy_.set(std::move(rules)); }
+
+void Core::forget_misses() { snapshots_.forget_misses(); }
 
 CoreStats Core::stats() const {
   CoreStats s;

@@ -10,7 +10,6 @@
 
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <unordered_set>
 #include <memory>
 #include <string>
@@ -18,11 +17,12 @@
 #include <vector>
 
 #include "fetch/hub_client.h"
+#include "fs/base/mutex.h"
 #include "fs/inodes.h"
 #include "fs/options.h"
-#include "fs/reader.h"
+#include "fs/read/reader.h"
 #include "fs/snapshots.h"
-#include "fs/status.h"
+#include "fs/base/status.h"
 #include "index/cache.h"
 
 namespace modelfs::fs {
@@ -77,11 +77,18 @@ class Core {
   double negative_timeout() const;
   CoreStats stats() const;
   const CoreOptions& options() const { return options_; }
-  Snapshots& snapshots() { return snapshots_; }
-  AccessPolicy& policy() { return policy_; }
-  Reader& reader() { return reader_; }
-  index::Cache& cache() { return cache_; }
-  fetch::HubClient& hub() { return hub_; }
+
+  // The commit and tree of repo_id at revision ("" = default branch), as a lookup sees them.
+  Status snapshot(const std::string& repo_id, const std::string& revision,
+                  std::shared_ptr<const Snapshot>* out);
+  // Makes every chunk of a file present and checks its sha256 (see Reader::fetch_all).
+  Status fetch_all(const fetch::FileLocation& loc, const std::string& content_id, unsigned jobs,
+                   const std::function<bool(uint64_t)>& progress);
+
+  // Which repos are shown (replaceable at run time, e.g. on a config reload), and forgetting
+  // remembered misses and refusals after a new token or policy.
+  void set_policy(PolicyRules rules);
+  void forget_misses();
 
  private:
   Status child_of(const Node& dir, std::string_view name, std::shared_ptr<const Node>* out);
@@ -100,11 +107,11 @@ class Core {
   std::atomic<uint64_t> open_files_{0};
   // Handles still open when the mount goes away (a lazy unmount sends no release) are freed
   // by the destructor.
-  std::mutex handles_mu_;
-  std::unordered_set<OpenFile*> handles_;
+  Mutex handles_mu_;
+  std::unordered_set<OpenFile*> handles_ GUARDED_BY(handles_mu_);
   const int64_t started_;
-  std::mutex invalidator_mu_;
-  std::function<void(uint64_t)> invalidator_;
+  Mutex invalidator_mu_;
+  std::function<void(uint64_t)> invalidator_ GUARDED_BY(invalidator_mu_);
 };
 
 }  // namespace modelfs::fs

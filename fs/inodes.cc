@@ -16,18 +16,18 @@ InodeTable::InodeTable() {
 }
 
 std::shared_ptr<const Node> InodeTable::get(uint64_t ino) const {
-  std::shared_lock lock(mu_);
+  ReaderLock lock(mu_);
   auto it = by_ino_.find(ino);
   return it == by_ino_.end() ? nullptr : it->second;
 }
 
 std::shared_ptr<const Node> InodeTable::intern(const std::string& key, Node proto) {
   {
-    std::shared_lock lock(mu_);
+    ReaderLock lock(mu_);
     auto it = by_key_.find(key);
     if (it != by_key_.end()) return by_ino_.at(it->second);
   }
-  std::unique_lock lock(mu_);
+  WriterLock lock(mu_);
   auto it = by_key_.find(key);
   if (it != by_key_.end()) return by_ino_.at(it->second);
   proto.ino = next_++;
@@ -38,13 +38,13 @@ std::shared_ptr<const Node> InodeTable::intern(const std::string& key, Node prot
 }
 
 size_t InodeTable::size() const {
-  std::shared_lock lock(mu_);
+  ReaderLock lock(mu_);
   return by_ino_.size();
 }
 
 std::vector<uint64_t> InodeTable::files_with_content(const std::string& content_id) const {
   std::vector<uint64_t> out;
-  std::shared_lock lock(mu_);
+  ReaderLock lock(mu_);
   for (const auto& [ino, node] : by_ino_) {
     if (node->kind == NodeKind::kFile && node->file.content_id() == content_id) out.push_back(ino);
   }

@@ -9,7 +9,7 @@
 
 #include <cstdint>
 #include <memory>
-#include <shared_mutex>
+#include "fs/base/mutex.h"
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -48,10 +48,10 @@ class InodeTable {
   std::vector<uint64_t> files_with_content(const std::string& content_id) const;
 
  private:
-  mutable std::shared_mutex mu_;
-  uint64_t next_ = kModelsIno + 1;
-  std::unordered_map<uint64_t, std::shared_ptr<const Node>> by_ino_;
-  std::unordered_map<std::string, uint64_t> by_key_;
+  mutable SharedMutex mu_;
+  uint64_t next_ GUARDED_BY(mu_) = kModelsIno + 1;
+  std::unordered_map<uint64_t, std::shared_ptr<const Node>> by_ino_ GUARDED_BY(mu_);
+  std::unordered_map<std::string, uint64_t> by_key_ GUARDED_BY(mu_);
 };
 
 }  // namespace modelfs::fs

@@ -5,9 +5,10 @@
 
 #include <fnmatch.h>
 
-#include <mutex>
 #include <string>
 #include <vector>
+
+#include "fs/base/mutex.h"
 
 namespace modelfs::fs {
 
@@ -20,12 +21,12 @@ struct PolicyRules {
 class AccessPolicy {
  public:
   void set(PolicyRules rules) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     rules_ = std::move(rules);
   }
   // Empty if repo_id may be shown, else why not.
   std::string check(const std::string& repo_id) const {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (const auto& g : rules_.deny) {
       if (fnmatch(g.c_str(), repo_id.c_str(), 0) == 0) return "denied by the policy (deny " + g + ")";
     }
@@ -36,13 +37,13 @@ class AccessPolicy {
     return "not in the policy's allow list";
   }
   bool refuse_gated() const {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return rules_.refuse_gated;
   }
 
  private:
-  mutable std::mutex mu_;
-  PolicyRules rules_;
+  mutable Mutex mu_;
+  PolicyRules rules_ GUARDED_BY(mu_);
 };
 
 }  // namespace modelfs::fs

@@ -6,11 +6,11 @@
 #include <ctime>
 
 #include "fetch/hub_parse.h"
+#include "fs/base/clock.h"
+#include "fs/base/text.h"
 
 namespace modelfs::fs {
 namespace {
-
-int64_t NowUnix() { return static_cast<int64_t>(std::time(nullptr)); }
 
 // "2024-09-25T14:31:17.000Z" -> unix seconds; 0 if unparsable.
 int64_t ParseIsoTime(const std::string& s) {
@@ -24,13 +24,6 @@ int64_t ParseIsoTime(const std::string& s) {
   return static_cast<int64_t>(timegm(&tm));
 }
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 bool PercentDecode(const std::string& in, std::string* out) {
   out->clear();
   for (size_t i = 0; i < in.size(); ++i) {
@@ -39,7 +32,7 @@ bool PercentDecode(const std::string& in, std::string* out) {
       continue;
     }
     if (i + 2 >= in.size()) return false;
-    int hi = HexValue(in[i + 1]), lo = HexValue(in[i + 2]);
+    int hi = HexDigit(in[i + 1]), lo = HexDigit(in[i + 2]);
     if (hi < 0 || lo < 0) return false;
     out->push_back(static_cast<char>(hi * 16 + lo));
     i += 2;
@@ -57,10 +50,7 @@ bool IsSafeRevision(const std::string& rev) {
 
 }  // namespace
 
-bool IsCommitSha(const std::string& s) {
-  return s.size() == 40 &&
-         std::all_of(s.begin(), s.end(), [](char c) { return HexValue(c) >= 0 && !isupper(c); });
-}
+bool IsCommitSha(const std::string& s) { return s.size() == 40 && IsLowerHex(s); }
 
 bool IsValidOrgName(const std::string& name) {
   // Hub user and org names have no '.', which keeps probes like "autorun.inf" or ".git" local.
@@ -80,19 +70,6 @@ bool ParseRepoSpec(const std::string& org, const std::string& entry, std::string
   }
   *repo_id = org + "/" + name;
   return fetch::IsValidRepoId(*repo_id);
-}
-
-Status FromFetch(const fetch::Status& st) {
-  using fetch::Code;
-  switch (st.code()) {
-    case Code::kOk: return Status::Ok();
-    case Code::kRepoNotFound:
-    case Code::kRevisionNotFound:
-    case Code::kEntryNotFound: return {fs::Code::kNotFound, st.message()};
-    case Code::kNoAccess:
-    case Code::kGated: return {fs::Code::kNoAccess, st.message()};
-    default: return {fs::Code::kIo, st.ToString()};
-  }
 }
 
 void Snapshot::build(std::vector<index::FileRecord> records) {
@@ -141,7 +118,7 @@ Snapshots::Snapshots(const CoreOptions& options, index::MetaStore& meta, fetch::
     : options_(options), meta_(meta), hub_(hub), policy_(policy) {}
 
 std::shared_ptr<Snapshots::Entry> Snapshots::entry(const std::string& key) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto& e = entries_[key];
   if (!e) e = std::make_shared<Entry>();
   return e;
@@ -155,7 +132,7 @@ Status Snapshots::get(const std::string& repo_id, const std::string& revision,
     return {Code::kNoAccess, repo_id + " is " + why};
   }
   auto e = entry(repo_id + "@" + revision);
-  std::lock_guard lock(e->mu);
+  MutexLock lock(e->mu);
   if (e->snap && policy_.refuse_gated() && e->gated) {
     spdlog::warn("{}: gated repos are refused by the policy", repo_id);
     return {Code::kNoAccess, repo_id + " is gated and the policy refuses gated repos"};
@@ -181,13 +158,13 @@ Status Snapshots::get(const std::string& repo_id, const std::string& revision,
   std::vector<index::FileRecord> files;
   if (st.ok()) st = load_tree(repo_id, commit, &files);
   if (!st.ok()) {
-    if (st.code() == Code::kNotFound || st.code() == Code::kNoAccess) {
+    if (st.not_found() || st.no_access()) {
       e->negative = st;
       e->negative_until = now + options_.negative_ttl;
       e->snap.reset();
     } else if (e->snap) {
       spdlog::warn("{}@{}: {}; serving the last known commit {}", repo_id, revision,
-                   st.ToString(), e->snap->commit);
+                   st.to_string(), e->snap->commit);
       e->checked = now;  // do not retry on every lookup while the Hub is down
       *out = e->snap;
       return Status::Ok();
@@ -247,21 +224,21 @@ Status Snapshots::resolve_commit(const std::string& repo_id, const std::string& 
     return {Code::kNotFound, repo_id + " is not cached and modelfs is offline"};
   }
   fetch::RepoInfo info;
-  fetch::Status fst = hub_.repo_info(repo_id, revision, &info);
+  Status fst = hub_.repo_info(repo_id, revision, &info);
   if (!fst.ok()) {
-    Status st = FromFetch(fst);
-    if (fst.code() == fetch::Code::kRevisionNotFound) {
-      st = {Code::kNotFound, repo_id + " has no revision '" + revision + "'"};
+    Status st = fst;
+    if (fst.code() == Code::kRevisionNotFound) {
+      st = {Code::kRevisionNotFound, repo_id + " has no revision '" + revision + "'"};
     }
-    if (st.code() == Code::kNoAccess) {
+    if (st.no_access()) {
       spdlog::warn("{}: {} ({})", repo_id, fst.message(),
                    hub_.options().token.empty()
                        ? "no token configured: set HF_TOKEN or --token-file"
                        : "the configured token has no access to it");
     }
-    if (st.code() == Code::kIo && have_ref) {
+    if (IsUpstream(st.code()) && have_ref) {
       spdlog::warn("{}@{}: Hub unreachable ({}); using cached commit {}", repo_id, revision,
-                   fst.ToString(), ref.commit);
+                   fst.to_string(), ref.commit);
       *commit = ref.commit;
       return Status::Ok();
     }
@@ -272,9 +249,9 @@ Status Snapshots::resolve_commit(const std::string& repo_id, const std::string& 
   repo.gated = info.gated;
   repo.last_modified = info.last_modified;
   repo.fetched_at = NowUnix();
-  if (auto s = meta_.put_repo(repo); !s.ok()) spdlog::warn("index: {}", s.ToString());
+  if (auto s = meta_.put_repo(repo); !s.ok()) spdlog::warn("index: {}", s.to_string());
   if (auto s = meta_.put_ref({repo_id, revision, info.sha, NowUnix()}); !s.ok()) {
-    spdlog::warn("index: {}", s.ToString());
+    spdlog::warn("index: {}", s.to_string());
   }
   *mtime = ParseIsoTime(info.last_modified);
   *gated = info.gated;
@@ -287,15 +264,15 @@ Status Snapshots::load_tree(const std::string& repo_id, const std::string& commi
   if (meta_.get_tree(repo_id, commit, files).ok()) return Status::Ok();
   if (options_.offline) return {Code::kNotFound, repo_id + "@" + commit + " is not cached (offline)"};
   std::vector<fetch::TreeEntry> entries;
-  fetch::Status fst = hub_.list_tree(repo_id, commit, &entries);
-  if (!fst.ok()) return FromFetch(fst);
+  Status fst = hub_.list_tree(repo_id, commit, &entries);
+  if (!fst.ok()) return fst;
   files->clear();
   files->reserve(entries.size());
   for (auto& t : entries) {
     files->push_back({std::move(t.path), t.is_dir, t.size, std::move(t.oid), std::move(t.lfs_sha256)});
   }
   if (auto s = meta_.put_tree(repo_id, commit, *files); !s.ok()) {
-    spdlog::warn("index: cannot persist tree of {}@{}: {}", repo_id, commit, s.ToString());
+    spdlog::warn("index: cannot persist tree of {}@{}: {}", repo_id, commit, s.to_string());
   }
   return Status::Ok();
 }
@@ -303,11 +280,11 @@ Status Snapshots::load_tree(const std::string& repo_id, const std::string& commi
 void Snapshots::forget_misses() {
   std::vector<std::shared_ptr<Entry>> all;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (auto& [key, e] : entries_) all.push_back(e);
   }
   for (auto& e : all) {
-    std::lock_guard lock(e->mu);
+    MutexLock lock(e->mu);
     e->negative_until = {};
   }
 }

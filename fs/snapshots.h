@@ -11,15 +11,15 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "fetch/hub_client.h"
+#include "fs/base/mutex.h"
 #include "fs/options.h"
 #include "fs/policy.h"
-#include "fs/status.h"
+#include "fs/base/status.h"
 #include "index/meta_store.h"
 
 namespace modelfs::fs {
@@ -49,7 +49,6 @@ bool ParseRepoSpec(const std::string& org, const std::string& entry, std::string
                    std::string* revision);
 bool IsValidOrgName(const std::string& name);
 bool IsCommitSha(const std::string& s);
-Status FromFetch(const fetch::Status& st);
 
 class Snapshots {
  public:
@@ -68,16 +67,18 @@ class Snapshots {
 
  private:
   struct Entry {
-    std::mutex mu;
-    std::shared_ptr<const Snapshot> snap;
-    std::chrono::steady_clock::time_point checked;
-    Status negative;
-    std::chrono::steady_clock::time_point negative_until;
-    bool gated = false;
+    // Held while the entry is resolved, network included: one resolution per repo@rev.
+    Mutex mu;
+    std::shared_ptr<const Snapshot> snap GUARDED_BY(mu);
+    std::chrono::steady_clock::time_point checked GUARDED_BY(mu);
+    Status negative GUARDED_BY(mu);
+    std::chrono::steady_clock::time_point negative_until GUARDED_BY(mu);
+    bool gated GUARDED_BY(mu) = false;
   };
   std::shared_ptr<Entry> entry(const std::string& key);
   Status resolve_commit(const std::string& repo_id, const std::string& revision, Entry& e,
-                        std::string* commit, int64_t* mtime, std::string* gated);
+                        std::string* commit, int64_t* mtime, std::string* gated)
+      REQUIRES(e.mu);
   Status load_tree(const std::string& repo_id, const std::string& commit,
                    std::vector<index::FileRecord>* files);
 
@@ -85,8 +86,8 @@ class Snapshots {
   index::MetaStore& meta_;
   fetch::HubClient& hub_;
   const AccessPolicy& policy_;
-  std::mutex mu_;
-  std::unordered_map<std::string, std::shared_ptr<Entry>> entries_;
+  Mutex mu_;
+  std::unordered_map<std::string, std::shared_ptr<Entry>> entries_ GUARDED_BY(mu_);
 };
 
 }  // namespace modelfs::fs

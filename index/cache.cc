@@ -1,5 +1,4 @@
 #include "index/cache.h"
-#include "index/unique_fd.h"
 
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
@@ -12,6 +11,10 @@
 #include <string>
 #include <system_error>
 #include <utility>
+
+#include "fs/base/clock.h"
+#include "fs/base/sys.h"
+#include "fs/base/unique_fd.h"
 
 namespace modelfs::index {
 namespace {
@@ -42,17 +45,6 @@ class FileLock {
   }
   UniqueFd fd_;
 };
-
-Status ErrnoStatus(const std::string& what, int err) {
-  const Code code = (err == ENOSPC || err == EDQUOT) ? Code::kNoSpace : Code::kIo;
-  return Status(code, what + ": " + std::system_category().message(err));
-}
-
-int64_t NowUnix() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // Creates the sentinel durably: if we crash, the next owner must see it.
 Status CreateSentinel(const fs::path& dir) {
@@ -186,7 +178,7 @@ Status Cache::Open(const CacheOptions& options, std::unique_ptr<Cache>* out) {
     impl->db.reset();
     const std::string aside = MoveAside(db_path);
     spdlog::error("cache {}: index is corrupt ({}); moved to {}, starting a new one", dir_str,
-                  s.ToString(), aside);
+                  s.to_string(), aside);
     if (!impl->recovered_from.empty()) impl->recovered_from += "; ";
     impl->recovered_from += "corrupt index (" + s.message() + ") moved to " + aside +
                             "; chunk files adopted into a new index";

@@ -12,7 +12,7 @@
 #include "index/chunk_store.h"
 #include "index/db.h"
 #include "index/meta_store.h"
-#include "index/status.h"
+#include "fs/base/status.h"
 
 namespace modelfs::index {
 

@@ -1,5 +1,4 @@
 #include "index/chunk_store.h"
-#include "index/unique_fd.h"
 
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -22,6 +21,11 @@
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
+
+#include "fs/base/clock.h"
+#include "fs/base/sys.h"
+#include "fs/base/text.h"
+#include "fs/base/unique_fd.h"
 
 namespace modelfs::index {
 namespace {
@@ -83,7 +87,6 @@ constexpr size_t kOffIdLen = 32;
 constexpr size_t kOffId = 36;
 constexpr size_t kOffHashes = 104;
 constexpr size_t kOffChecksum = kHeaderSize - 8;
-constexpr uint32_t kMaxChunkSize = 16u << 20;  // 256 blocks; the header has room for 498
 static_assert(kOffHashes + (kMaxChunkSize / kBlockSize) * 8 <= kOffChecksum);
 
 constexpr size_t kFlushThreshold = 1024;  // dirty access entries that wake the flusher
@@ -107,9 +110,7 @@ uint64_t Get64(const unsigned char* p) {
 }
 
 bool ValidContentId(std::string_view id) {
-  if (id.size() != 40 && id.size() != 64) return false;
-  return std::all_of(id.begin(), id.end(),
-                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+  return (id.size() == 40 || id.size() == 64) && IsLowerHex(id);
 }
 
 Status InvalidId(std::string_view id) {
@@ -212,37 +213,15 @@ int WriteAll(int fd, const char* p, size_t n) {
 }
 
 // mkdir -p with mode 0700 for every directory it creates. Returns 0 or errno.
-int MakeDirs(const std::string& path) {
+int MakeDirsErrno(const std::string& path) {
   if (::mkdir(path.c_str(), 0700) == 0 || errno == EEXIST) return 0;
   if (errno != ENOENT) return errno;
   const size_t slash = path.find_last_of('/');
   if (slash == std::string::npos || slash == 0) return ENOENT;
-  if (int e = MakeDirs(path.substr(0, slash)); e != 0) return e;
+  if (int e = MakeDirsErrno(path.substr(0, slash)); e != 0) return e;
   if (::mkdir(path.c_str(), 0700) == 0 || errno == EEXIST) return 0;
   return errno;
 }
-
-Status ErrnoStatus(const std::string& what, int err) {
-  const Code code = (err == ENOSPC || err == EDQUOT) ? Code::kNoSpace : Code::kIo;
-  return Status(code, what + ": " + std::system_category().message(err));
-}
-
-int64_t NowUnix() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-class ResetOnExit {
- public:
-  explicit ResetOnExit(Stmt& st) : st_(st) {}
-  ~ResetOnExit() { st_.reset(); }
-  ResetOnExit(const ResetOnExit&) = delete;
-  ResetOnExit& operator=(const ResetOnExit&) = delete;
-
- private:
-  Stmt& st_;
-};
 
 struct Key {
   std::string id;
@@ -732,7 +711,7 @@ int ChunkStore::Impl::write_file(const Key& key, const std::string& header, std:
   std::string tmp;
   // A concurrent removal may rmdir the (empty) content directory between our mkdir and open.
   for (int attempt = 0; attempt < 5 && !fd.valid(); ++attempt) {
-    if (int e = MakeDirs(cdir); e != 0) return e;
+    if (int e = MakeDirsErrno(cdir); e != 0) return e;
     tmp = cdir + "/" + std::to_string(key.idx) + ".tmp." + std::to_string(::getpid()) + "." +
           std::to_string(tmp_counter.fetch_add(1));
     fd = UniqueFd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
@@ -1079,7 +1058,7 @@ void ChunkStore::Impl::remove_batch(const std::vector<std::pair<Key, uint32_t>>&
     if (!s.ok()) {
       // The files are gone; a stale row is dropped when it is next read or reconciled.
       spdlog::error("chunk store {}: deleting {} chunk rows: {}", dir, victims.size(),
-                    s.ToString());
+                    s.to_string());
     }
   }
 
@@ -1205,7 +1184,7 @@ void ChunkStore::Impl::run_flusher() {
     flush_wanted = false;
     lock.unlock();
     Status s = flush();
-    if (!s.ok()) spdlog::warn("chunk store {}: flushing access times: {}", dir, s.ToString());
+    if (!s.ok()) spdlog::warn("chunk store {}: flushing access times: {}", dir, s.to_string());
     lock.lock();
   }
 }
@@ -1218,7 +1197,7 @@ void ChunkStore::Impl::shutdown() {
   flusher_cv.notify_all();
   if (flusher.joinable()) flusher.join();
   Status s = flush();
-  if (!s.ok()) spdlog::warn("chunk store {}: final access flush: {}", dir, s.ToString());
+  if (!s.ok()) spdlog::warn("chunk store {}: final access flush: {}", dir, s.to_string());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1243,7 +1222,7 @@ Status ChunkStore::Open(Db& db, ChunkStoreOptions options, bool recover,
   while (impl->dir.size() > 1 && impl->dir.back() == '/') impl->dir.pop_back();
   impl->chunk_size = impl->opt.chunk_size;
   impl->capacity = impl->opt.capacity_bytes;
-  if (int e = MakeDirs(impl->dir); e != 0) return ErrnoStatus("creating " + impl->dir, e);
+  if (Status s = MakeDirs(impl->dir, 0700); !s.ok()) return s;
 
   uint64_t max_seq = 0;
   Status s = impl->init_db(&max_seq);
@@ -1322,14 +1301,7 @@ Status ChunkStore::content_sha256(std::string_view content_id, uint64_t size, st
   if (EVP_DigestFinal_ex(ctx.get(), digest, &len) != 1) {
     return Status(Code::kIo, "sha256 final failed");
   }
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string result;
-  result.reserve(len * 2);
-  for (unsigned int i = 0; i < len; ++i) {
-    result += kHex[digest[i] >> 4];
-    result += kHex[digest[i] & 0xf];
-  }
-  *hex = std::move(result);
+  *hex = HexEncode(digest, len);
   return Status::Ok();
 }
 

@@ -26,15 +26,19 @@
 #include <vector>
 
 #include "index/db.h"
-#include "index/status.h"
+#include "fs/base/status.h"
 
 namespace modelfs::index {
+
+// A chunk's header has room for the block hashes of 16 MiB.
+inline constexpr uint32_t kMinChunkSize = 64u << 10;
+inline constexpr uint32_t kMaxChunkSize = 16u << 20;
 
 struct ChunkStoreOptions {
   std::filesystem::path dir;              // where chunk files live (created if missing)
   uint64_t capacity_bytes = 50ull << 30;  // limit on chunk payload bytes
   double low_water = 0.9;                 // eviction frees down to capacity * low_water
-  uint32_t chunk_size = 1u << 20;         // at most 16 MiB; an existing store keeps its own
+  uint32_t chunk_size = 1u << 20;         // at most kMaxChunkSize; an existing store keeps its own
   // Access times reach SQLite every flush_interval (or sooner when many are pending).
   // Zero: no background flusher; flush_access() and the destructor still flush.
   std::chrono::milliseconds flush_interval{2000};

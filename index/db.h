@@ -8,7 +8,7 @@
 #include <string>
 #include <string_view>
 
-#include "index/status.h"
+#include "fs/base/status.h"
 
 struct sqlite3;
 struct sqlite3_stmt;
@@ -64,6 +64,18 @@ class Db {
   explicit Db(sqlite3* db) : db_(db) {}
   sqlite3* db_ = nullptr;
   std::mutex mu_;
+};
+
+// Resets a statement when the scope ends, so a lookup that returns early leaves it reusable.
+class ResetOnExit {
+ public:
+  explicit ResetOnExit(Stmt& st) : st_(st) {}
+  ~ResetOnExit() { st_.reset(); }
+  ResetOnExit(const ResetOnExit&) = delete;
+  ResetOnExit& operator=(const ResetOnExit&) = delete;
+
+ private:
+  Stmt& st_;
 };
 
 // BEGIN IMMEDIATE ... COMMIT; rolls back in the destructor unless committed.

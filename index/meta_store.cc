@@ -47,17 +47,6 @@ int64_t NowUnix() {
 }
 
 // Clears a statement's bindings and state whatever way the scope is left.
-class ResetOnExit {
- public:
-  explicit ResetOnExit(Stmt& st) : st_(st) {}
-  ~ResetOnExit() { st_.reset(); }
-  ResetOnExit(const ResetOnExit&) = delete;
-  ResetOnExit& operator=(const ResetOnExit&) = delete;
-
- private:
-  Stmt& st_;
-};
-
 Status NotReady() {
   return Status(Code::kDb, "metadata store not initialized");
 }
@@ -66,7 +55,7 @@ Status NotReady() {
 
 MetaStore::MetaStore(Db& db) : db_(db) {
   Status s = init();
-  if (!s.ok()) spdlog::error("metadata store: {}", s.ToString());
+  if (!s.ok()) spdlog::error("metadata store: {}", s.to_string());
 }
 
 Status MetaStore::init() {

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "index/db.h"
-#include "index/status.h"
+#include "fs/base/status.h"
 
 namespace modelfs::index {
 

@@ -2,6 +2,7 @@
 # Installs what building modelfs needs on Debian 12 (only what is missing).
 #   packaging/install-deps.sh          build dependencies
 #   packaging/install-deps.sh --test   also what the tests need: Python 3, clang with libFuzzer,
+#                                      clang-format and clang-tidy (tests/lint.sh),
 #                                      Node.js >= 20 and the pinned npm clients in tests/node
 #                                      (node-llama-cpp, @huggingface/hub)
 #   packaging/install-deps.sh --package  also what packaging/build-deb.sh and
@@ -18,7 +19,7 @@ fi
 if [ "${1:-}" = "--test" ]; then
   test_mode=1
   # clang plus its libFuzzer/sanitizer runtime (only recommended by clang-14): tests/fuzz/run.sh
-  want+=(python3 git attr tmux curl ca-certificates clang libclang-rt-14-dev)
+  want+=(python3 git attr tmux curl ca-certificates clang libclang-rt-14-dev clang-format clang-tidy)
   command -v node >/dev/null || want+=(nodejs npm)
 fi
 

@@ -1,4 +1,4 @@
-// An owned file descriptor (RAII), internal to the index module.
+// An owned file descriptor (RAII).
 #pragma once
 
 #include <unistd.h>
@@ -6,7 +6,7 @@
 #include <cerrno>
 #include <utility>
 
-namespace modelfs::index {
+namespace modelfs {
 
 class UniqueFd {
  public:
@@ -39,4 +39,4 @@ class UniqueFd {
   int fd_ = -1;
 };
 
-}  // namespace modelfs::index
+}  // namespace modelfs

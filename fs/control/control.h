@@ -1,9 +1,5 @@
-// The control plane: requests to a Service as JSON lines over a Unix socket.
-//
-// Wire format: the client sends one line {"op": "...", "args": {...}}. The server answers with
-// zero or more event lines ({"event": ...}) and one final line
-// {"done": true, "ok": bool, "code": "<fs::Code name>", "error": "...", "result": {...}}.
-// Closing the connection cancels a running prefetch or verify.
+// The control plane: requests to a Service as JSON lines over a Unix socket (the protocol is
+// described in wire.h). Closing the connection cancels a running prefetch or verify.
 //
 // Who may do what is decided from the peer's credentials (SO_PEERCRED), never from anything
 // the client sends: ls, stats, info: anyone; prefetch: anyone who can read the mount; pin,
@@ -11,15 +7,17 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
-#include <mutex>
-#include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
-#include "fs/service.h"
-#include "fs/status.h"
+#include "fs/base/mutex.h"
+#include "fs/base/status.h"
+#include "fs/base/unique_fd.h"
+#include "fs/control/service.h"
 
 namespace modelfs::fs {
 
@@ -29,15 +27,17 @@ struct Caller {
   bool can_read = false;  // may prefetch
 };
 
-// Runs one request; returns the final line. Used by the server and by the CLI without a mount.
-nlohmann::json Dispatch(Service& service, const nlohmann::json& request, const Caller& caller,
-                        const Emit& emit);
 bool IsAdminOp(const std::string& op);
 
+// Runs one request line; each event line goes to emit (which returns false to cancel); returns
+// the final line. The server uses it, and the CLI without a mount.
+std::string Dispatch(Service& service, std::string_view request_line, const Caller& caller,
+                     const std::function<bool(const std::string& event_line)>& emit);
+
 struct ControlPolicy {
-  uint32_t owner_uid = 0;   // the mount's owner: always admin
-  std::string admin_group;  // members are admins; empty: none
-  bool allow_other = false; // other users can read the mount, so they may prefetch
+  uint32_t owner_uid = 0;    // the mount's owner: always admin
+  std::string admin_group;   // members are admins; empty: none
+  bool allow_other = false;  // other users can read the mount, so they may prefetch
 };
 
 class ControlServer {
@@ -53,23 +53,23 @@ class ControlServer {
   const std::string& path() const { return path_; }
 
  private:
+  struct Worker {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
   void accept_loop();
   void serve(int fd);
   Caller identify(int fd) const;
 
   Service& service_;
-  std::string path_;
-  ControlPolicy policy_;
-  int listen_fd_ = -1;
+  const std::string path_;
+  const ControlPolicy policy_;
+  UniqueFd listen_fd_;
   std::atomic<bool> stopping_{false};
   std::thread acceptor_;
-  std::mutex mu_;
-  std::vector<int> clients_;
-  struct Worker {
-    std::thread thread;
-    std::shared_ptr<std::atomic<bool>> done;
-  };
-  std::vector<Worker> workers_;  // finished ones are joined on the next accept
+  Mutex mu_;
+  std::vector<int> clients_ GUARDED_BY(mu_);
+  std::vector<Worker> workers_ GUARDED_BY(mu_);  // finished ones are joined on the next accept
 };
 
 }  // namespace modelfs::fs

@@ -1,15 +1,11 @@
-#include "fs/metrics.h"
+#include "fs/control/metrics.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 #include <sstream>
+
+#include "fs/base/socket.h"
 
 namespace modelfs::fs {
 namespace {
@@ -58,52 +54,32 @@ std::string PrometheusText(const CoreStats& s) {
 
 MetricsServer::~MetricsServer() {
   stopping_ = true;
-  if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);
+  if (fd_.valid()) ::shutdown(fd_.get(), SHUT_RDWR);
   if (thread_.joinable()) thread_.join();
-  if (fd_ >= 0) ::close(fd_);
 }
 
 Status MetricsServer::start(const std::string& listen) {
-  size_t colon = listen.rfind(':');
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  int port = colon == std::string::npos ? -1 : std::atoi(listen.c_str() + colon + 1);
-  if (port < 0 || port > 65535 ||
-      inet_pton(AF_INET, listen.substr(0, colon).c_str(), &addr.sin_addr) != 1) {
-    return {Code::kInvalid, "metrics address must be IPv4:PORT, e.g. 127.0.0.1:9464, not '" + listen + "'"};
+  if (Status s = ListenTcp(listen, &fd_, &port_); !s.ok()) {
+    return {s.code(), "cannot serve metrics: " + s.message()};
   }
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  int one = 1;
-  setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  socklen_t len = sizeof addr;
-  if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::listen(fd_, 16) != 0 || getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    return {Code::kIo, "cannot serve metrics on " + listen + ": " + std::strerror(errno)};
-  }
-  port_ = ntohs(addr.sin_port);
   thread_ = std::thread([this] { run(); });
-  spdlog::info("metrics on http://{}:{}/metrics", listen.substr(0, colon), port_);
+  spdlog::info("metrics on http://{}:{}/metrics", listen.substr(0, listen.rfind(':')), port_);
   return Status::Ok();
 }
 
 void MetricsServer::run() {
   while (!stopping_) {
-    int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (c < 0) {
-      if (errno == EINTR || errno == ECONNABORTED) continue;
-      return;
-    }
+    UniqueFd c;
+    if (!Accept(fd_.get(), &c).ok()) return;
     // One short request at a time: scrapes are rare and the reply is small. Bounded reads.
-    pollfd p{c, POLLIN, 0};
     char buf[2048];
-    if (poll(&p, 1, 2000) > 0) (void)::recv(c, buf, sizeof buf, 0);
-    std::string body = PrometheusText(core_.stats());
-    std::string reply = "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
-                        "Content-Length: " + std::to_string(body.size()) +
-                        "\r\nConnection: close\r\n\r\n" + body;
-    (void)::send(c, reply.data(), reply.size(), MSG_NOSIGNAL);
-    ::close(c);
+    size_t n = 0;
+    (void)RecvSome(c.get(), buf, sizeof buf, 2000, &n);
+    const std::string body = PrometheusText(core_.stats());
+    const std::string reply =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: " +
+        std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+    (void)SendAll(c.get(), reply);
   }
 }
 

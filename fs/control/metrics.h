@@ -7,7 +7,8 @@
 #include <thread>
 
 #include "fs/core.h"
-#include "fs/status.h"
+#include "fs/base/status.h"
+#include "fs/base/unique_fd.h"
 
 namespace modelfs::fs {
 
@@ -26,7 +27,7 @@ class MetricsServer {
  private:
   void run();
   Core& core_;
-  int fd_ = -1;
+  UniqueFd fd_;
   int port_ = 0;
   std::atomic<bool> stopping_{false};
   std::thread thread_;

@@ -1,4 +1,4 @@
-#include "fs/model_info.h"
+#include "fs/formats/model_info.h"
 
 #include <algorithm>
 #include <map>
@@ -38,22 +38,22 @@ class Cursor {
 
   // Expected number of bytes still to read from pos(); sizes the next read (bounded by a
   // geometric schedule unless exact). One-shot: consumed by the next read.
-  void SetHint(uint64_t bytes, bool exact = false) {
+  void set_hint(uint64_t bytes, bool exact = false) {
     hint_ = bytes;
     hint_exact_ = exact;
   }
 
-  bool Fail(const std::string& msg) {
+  bool fail(const std::string& msg) {
     *error_ = std::string(format_) + ": " + msg;
     return false;
   }
 
   // Makes [pos, pos + n) available in memory.
-  bool Need(uint64_t n, const char* what) {
+  bool need(uint64_t n, const char* what) {
     const uint64_t end = base_ + buf_.size();
     const uint64_t have = pos_ <= end ? end - pos_ : 0;
     if (have >= n) return true;
-    if (n > remaining()) return Truncated(n, what);
+    if (n > remaining()) return truncated(n, what);
     if (pos_ <= end) {
       buf_.erase(0, pos_ - base_);
     } else {
@@ -72,53 +72,53 @@ class Cursor {
     ++stats_->reads;
     stats_->bytes_read += length;
     if (!read_(offset, length, &chunk, &err)) {
-      return Fail("read of " + Num(length) + " bytes at offset " + Num(offset) + " failed: " + err);
+      return fail("read of " + Num(length) + " bytes at offset " + Num(offset) + " failed: " + err);
     }
     if (chunk.size() > length) chunk.resize(length);
     if (chunk.size() < length) {
-      return Fail("short read at offset " + Num(offset) + ": " + Num(chunk.size()) + " of " +
+      return fail("short read at offset " + Num(offset) + ": " + Num(chunk.size()) + " of " +
                   Num(length) + " bytes");
     }
     buf_ += chunk;
     return true;
   }
 
-  bool Skip(uint64_t n, const char* what) {
-    if (n > remaining()) return Truncated(n, what);
+  bool skip(uint64_t n, const char* what) {
+    if (n > remaining()) return truncated(n, what);
     pos_ += n;
     return true;
   }
 
-  bool Bytes(uint64_t n, std::string_view* v, const char* what) {
-    if (!Need(n, what)) return false;
+  bool bytes(uint64_t n, std::string_view* v, const char* what) {
+    if (!need(n, what)) return false;
     *v = std::string_view(buf_.data() + (pos_ - base_), n);
     pos_ += n;
     return true;
   }
 
-  bool U32(uint32_t* v, const char* what) {
+  bool u32(uint32_t* v, const char* what) {
     std::string_view b;
-    if (!Bytes(4, &b, what)) return false;
+    if (!bytes(4, &b, what)) return false;
     *v = 0;
     for (int i = 3; i >= 0; --i) *v = (*v << 8) | static_cast<uint8_t>(b[i]);
     return true;
   }
 
-  bool U64(uint64_t* v, const char* what) {
+  bool u64(uint64_t* v, const char* what) {
     std::string_view b;
-    if (!Bytes(8, &b, what)) return false;
+    if (!bytes(8, &b, what)) return false;
     *v = 0;
     for (int i = 7; i >= 0; --i) *v = (*v << 8) | static_cast<uint8_t>(b[i]);
     return true;
   }
 
  private:
-  bool Truncated(uint64_t n, const char* what) {
+  bool truncated(uint64_t n, const char* what) {
     if (limit_ < file_size_ && n > limit_ - pos_ && n <= file_size_ - pos_) {
-      return Fail("header larger than the " + Num(kMaxModelHeaderBytes >> 20) + " MiB limit (" +
+      return fail("header larger than the " + Num(kMaxModelHeaderBytes >> 20) + " MiB limit (" +
                   what + " at offset " + Num(pos_) + ")");
     }
-    return Fail(std::string("truncated header: ") + what + " at offset " + Num(pos_) + " needs " +
+    return fail(std::string("truncated header: ") + what + " at offset " + Num(pos_) + " needs " +
                 Num(n) + " bytes, the file has " + Num(file_size_ - std::min(pos_, file_size_)) +
                 " left");
   }
@@ -213,69 +213,69 @@ class GgufParser {
         cur_(read, file_size, kMaxModelHeaderBytes, "gguf", info, error),
         info_(info) {}
 
-  bool Parse() {
+  bool parse() {
     std::string_view magic;
-    if (!cur_.Bytes(4, &magic, "magic")) return false;
-    if (magic != "GGUF") return cur_.Fail("not a GGUF file (bad magic)");
+    if (!cur_.bytes(4, &magic, "magic")) return false;
+    if (magic != "GGUF") return cur_.fail("not a GGUF file (bad magic)");
     uint32_t version = 0;
-    if (!cur_.U32(&version, "version")) return false;
-    if (version == 1) return cur_.Fail("GGUF v1 is not supported");
+    if (!cur_.u32(&version, "version")) return false;
+    if (version == 1) return cur_.fail("GGUF v1 is not supported");
     if (version != 2 && version != 3) {
       if (version == 0x02000000 || version == 0x03000000) {
-        return cur_.Fail("big-endian GGUF is not supported");
+        return cur_.fail("big-endian GGUF is not supported");
       }
-      return cur_.Fail("unsupported GGUF version " + Num(version));
+      return cur_.fail("unsupported GGUF version " + Num(version));
     }
     uint64_t n_tensors = 0, n_kv = 0;
-    if (!cur_.U64(&n_tensors, "tensor count") || !cur_.U64(&n_kv, "kv count")) return false;
+    if (!cur_.u64(&n_tensors, "tensor count") || !cur_.u64(&n_kv, "kv count")) return false;
     // Smallest possible KV: key length + type + a 1-byte value. Smallest tensor info: name
     // length + n_dims + type + offset.
     constexpr uint64_t kMinKv = 8 + 4 + 1, kMinTensor = 8 + 4 + 4 + 8;
     const uint64_t room = cur_.remaining();
     if (n_kv > room / kMinKv || n_tensors > room / kMinTensor ||
         n_kv * kMinKv + n_tensors * kMinTensor > room) {
-      return cur_.Fail("impossible counts: " + Num(n_kv) + " KVs and " + Num(n_tensors) +
+      return cur_.fail("impossible counts: " + Num(n_kv) + " KVs and " + Num(n_tensors) +
                        " tensors in " + Num(room) + " bytes");
     }
     n_tensors_ = n_tensors;
     for (uint64_t i = 0; i < n_kv; ++i) {
-      cur_.SetHint((n_kv - i) * 64 + n_tensors * 128 + 4096);
-      if (!ParseKv()) return false;
+      cur_.set_hint((n_kv - i) * 64 + n_tensors * 128 + 4096);
+      if (!parse_kv()) return false;
     }
-    if (!ParseTensors()) return false;
-    return Finish();
+    if (!parse_tensors()) return false;
+    return finish();
   }
 
  private:
-  bool ParseKv() {
+  bool parse_kv() {
     uint64_t key_len = 0;
-    if (!cur_.U64(&key_len, "key length")) return false;
+    if (!cur_.u64(&key_len, "key length")) return false;
     std::string key;
     if (key_len <= kMaxInterestingKey) {
       std::string_view k;
-      if (!cur_.Bytes(key_len, &k, "key")) return false;
+      if (!cur_.bytes(key_len, &k, "key")) return false;
       key.assign(k);
-    } else if (!cur_.Skip(key_len, "key")) {
+    } else if (!cur_.skip(key_len, "key")) {
       return false;
     }
     uint32_t type = 0;
-    if (!cur_.U32(&type, "value type")) return false;
+    if (!cur_.u32(&type, "value type")) return false;
     if (type == kString && (key == "general.architecture" || key == "general.name")) {
-      return ReadString(key == "general.name" ? &info_->name : &info_->architecture);
+      return read_string(key == "general.name" ? &info_->name : &info_->architecture);
     }
     if (key == "general.alignment") {
-      if (type != kU32) return cur_.Fail("general.alignment is not a u32");
+      if (type != kU32) return cur_.fail("general.alignment is not a u32");
       uint64_t a = 0;
-      if (!ReadInt(type, &a)) return false;
+      if (!read_int(type, &a)) return false;
       if (a == 0 || (a & (a - 1)) != 0) {
-        return cur_.Fail("general.alignment " + Num(a) + " is not a power of two");
+        return cur_.fail("general.alignment " + Num(a) + " is not a power of two");
       }
       alignment_ = a;
       return true;
     }
     if (IsInteger(type) && key == "general.file_type") {
       uint64_t v = 0;
-      if (!ReadInt(type, &v)) return false;
+      if (!read_int(type, &v)) return false;
       file_type_ = v;
       has_file_type_ = true;
       return true;
@@ -283,28 +283,28 @@ class GgufParser {
     static constexpr std::string_view kCtx = ".context_length";
     if (IsInteger(type) && key.size() > kCtx.size() && key.ends_with(kCtx)) {
       uint64_t v = 0;
-      if (!ReadInt(type, &v)) return false;
+      if (!read_int(type, &v)) return false;
       context_[key.substr(0, key.size() - kCtx.size())] = v;
       return true;
     }
-    return SkipValue(type, 0);
+    return skip_value(type, 0);
   }
 
-  bool ReadString(std::string* out) {
+  bool read_string(std::string* out) {
     uint64_t len = 0;
-    if (!cur_.U64(&len, "string length")) return false;
-    if (len > kMaxKeptString) return cur_.Skip(len, "string");
+    if (!cur_.u64(&len, "string length")) return false;
+    if (len > kMaxKeptString) return cur_.skip(len, "string");
     std::string_view s;
-    if (!cur_.Bytes(len, &s, "string")) return false;
+    if (!cur_.bytes(len, &s, "string")) return false;
     out->assign(s);
     return true;
   }
 
   // Reads an integer value; negative values read as 0.
-  bool ReadInt(uint32_t type, uint64_t* v) {
+  bool read_int(uint32_t type, uint64_t* v) {
     const uint64_t size = ScalarSize(type);
     std::string_view b;
-    if (!cur_.Bytes(size, &b, "integer value")) return false;
+    if (!cur_.bytes(size, &b, "integer value")) return false;
     uint64_t u = 0;
     for (uint64_t i = size; i-- > 0;) u = (u << 8) | static_cast<uint8_t>(b[i]);
     const bool is_signed = type == kI8 || type == kI16 || type == kI32 || type == kI64;
@@ -314,91 +314,91 @@ class GgufParser {
     return true;
   }
 
-  bool SkipValue(uint32_t type, int depth) {
-    if (const uint64_t size = ScalarSize(type); size > 0) return cur_.Skip(size, "value");
+  bool skip_value(uint32_t type, int depth) {
+    if (const uint64_t size = ScalarSize(type); size > 0) return cur_.skip(size, "value");
     if (type == kString) {
       uint64_t len = 0;
-      if (!cur_.U64(&len, "string length")) return false;
-      return cur_.Skip(len, "string");
+      if (!cur_.u64(&len, "string length")) return false;
+      return cur_.skip(len, "string");
     }
-    if (type != kArray) return cur_.Fail("unknown value type " + Num(type));
+    if (type != kArray) return cur_.fail("unknown value type " + Num(type));
     if (depth >= kMaxArrayNesting) {
-      return cur_.Fail("arrays nested deeper than " + Num(kMaxArrayNesting));
+      return cur_.fail("arrays nested deeper than " + Num(kMaxArrayNesting));
     }
     uint32_t elem = 0;
     uint64_t n = 0;
-    if (!cur_.U32(&elem, "array type") || !cur_.U64(&n, "array length")) return false;
+    if (!cur_.u32(&elem, "array type") || !cur_.u64(&n, "array length")) return false;
     if (const uint64_t size = ScalarSize(elem); size > 0) {
       if (n > cur_.remaining() / size) {
-        return cur_.Fail("array of " + Num(n) + " elements is past the end of the file");
+        return cur_.fail("array of " + Num(n) + " elements is past the end of the file");
       }
-      return cur_.Skip(n * size, "array");
+      return cur_.skip(n * size, "array");
     }
     if (elem == kString) {
       if (n > cur_.remaining() / 8) {
-        return cur_.Fail("array of " + Num(n) + " strings is past the end of the file");
+        return cur_.fail("array of " + Num(n) + " strings is past the end of the file");
       }
       const uint64_t start = cur_.pos();
       for (uint64_t i = 0; i < n; ++i) {
         // Size the next read from the average string so far: a vocabulary takes one read.
         const uint64_t avg = i > 0 ? (cur_.pos() - start) / i + 1 : 16;
-        cur_.SetHint((n - i) * avg / 8 * 9 + 4096);
+        cur_.set_hint((n - i) * avg / 8 * 9 + 4096);
         uint64_t len = 0;
-        if (!cur_.U64(&len, "string length") || !cur_.Skip(len, "string")) return false;
+        if (!cur_.u64(&len, "string length") || !cur_.skip(len, "string")) return false;
       }
       return true;
     }
     if (elem == kArray) {
       if (n > cur_.remaining() / 12) {
-        return cur_.Fail("array of " + Num(n) + " arrays is past the end of the file");
+        return cur_.fail("array of " + Num(n) + " arrays is past the end of the file");
       }
       for (uint64_t i = 0; i < n; ++i) {
-        if (!SkipValue(kArray, depth + 1)) return false;
+        if (!skip_value(kArray, depth + 1)) return false;
       }
       return true;
     }
-    return cur_.Fail("unknown array element type " + Num(elem));
+    return cur_.fail("unknown array element type " + Num(elem));
   }
 
-  bool ParseTensors() {
+  bool parse_tensors() {
     const uint64_t start = cur_.pos();
     for (uint64_t t = 0; t < n_tensors_; ++t) {
       const uint64_t avg = t > 0 ? (cur_.pos() - start) / t + 1 : 128;
-      cur_.SetHint((n_tensors_ - t) * avg / 8 * 9 + 1024);
+      cur_.set_hint((n_tensors_ - t) * avg / 8 * 9 + 1024);
       uint64_t name_len = 0;
-      if (!cur_.U64(&name_len, "tensor name length") || !cur_.Skip(name_len, "tensor name")) {
+      if (!cur_.u64(&name_len, "tensor name length") || !cur_.skip(name_len, "tensor name")) {
         return false;
       }
       uint32_t n_dims = 0;
-      if (!cur_.U32(&n_dims, "tensor n_dims")) return false;
+      if (!cur_.u32(&n_dims, "tensor n_dims")) return false;
       if (n_dims > kGgmlMaxDims) {
-        return cur_.Fail("tensor #" + Num(t) + " has " + Num(n_dims) + " dimensions");
+        return cur_.fail("tensor #" + Num(t) + " has " + Num(n_dims) + " dimensions");
       }
       uint64_t elems = 1, dim0 = 1;
       for (uint32_t d = 0; d < n_dims; ++d) {
         uint64_t dim = 0;
-        if (!cur_.U64(&dim, "tensor dim")) return false;
+        if (!cur_.u64(&dim, "tensor dim")) return false;
         if (d == 0) dim0 = dim;
         if (__builtin_mul_overflow(elems, dim, &elems)) {
-          return cur_.Fail("tensor #" + Num(t) + ": the product of its dims overflows");
+          return cur_.fail("tensor #" + Num(t) + ": the product of its dims overflows");
         }
       }
       uint32_t type = 0;
       uint64_t offset = 0;
-      if (!cur_.U32(&type, "tensor type") || !cur_.U64(&offset, "tensor offset")) return false;
+      if (!cur_.u32(&type, "tensor type") || !cur_.u64(&offset, "tensor offset")) return false;
       if (offset > file_size_) {
-        return cur_.Fail("tensor #" + Num(t) + " offset " + Num(offset) + " is past the end");
+        return cur_.fail("tensor #" + Num(t) + " offset " + Num(offset) + " is past the end");
       }
       uint64_t block = 0, block_bytes = 0;
       if (GgmlTypeLayout(type, &block, &block_bytes)) {
         if (dim0 % block != 0) {
-          return cur_.Fail("tensor #" + Num(t) + ": dim 0 (" + Num(dim0) +
+          return cur_.fail("tensor #" + Num(t) + ": dim 0 (" + Num(dim0) +
                            ") is not a multiple of the block size " + Num(block));
         }
         uint64_t bytes = 0, end = 0;
         if (__builtin_mul_overflow(elems / block, block_bytes, &bytes) ||
             __builtin_add_overflow(offset, bytes, &end) || end > file_size_) {
-          return cur_.Fail("tensor #" + Num(t) + " data is past the end of the file");
+          return cur_.fail("tensor #" + Num(t) + " data is past the end of the file");
         }
         data_end_ = std::max(data_end_, end);
       }
@@ -406,17 +406,17 @@ class GgufParser {
       ++s.count;
       if (__builtin_add_overflow(s.parameters, elems, &s.parameters) ||
           __builtin_add_overflow(info_->parameters, elems, &info_->parameters)) {
-        return cur_.Fail("parameter count overflows");
+        return cur_.fail("parameter count overflows");
       }
     }
     return true;
   }
 
-  bool Finish() {
+  bool finish() {
     const uint64_t header_end = cur_.pos();
     const uint64_t data_offset = (header_end + alignment_ - 1) / alignment_ * alignment_;
     if (data_end_ > 0 && (data_offset > file_size_ || data_end_ > file_size_ - data_offset)) {
-      return cur_.Fail("tensor data (up to offset " + Num(data_end_) + " after " +
+      return cur_.fail("tensor data (up to offset " + Num(data_end_) + " after " +
                        Num(data_offset) + ") is past the end of the " + Num(file_size_) +
                        "-byte file");
     }
@@ -496,26 +496,26 @@ bool ParseSafetensors(uint64_t file_size, const RangeReader& read, ModelInfo* in
                       std::string* error) {
   Cursor cur(read, file_size, 8 + kMaxModelHeaderBytes, "safetensors", info, error);
   uint64_t n = 0;
-  if (!cur.U64(&n, "header length")) return false;
+  if (!cur.u64(&n, "header length")) return false;
   if (n > file_size - 8) {
-    return cur.Fail("header length " + Num(n) + " exceeds the file size " + Num(file_size));
+    return cur.fail("header length " + Num(n) + " exceeds the file size " + Num(file_size));
   }
   if (n > kMaxModelHeaderBytes) {
-    return cur.Fail("header length " + Num(n) + " exceeds the " + Num(kMaxModelHeaderBytes >> 20) +
+    return cur.fail("header length " + Num(n) + " exceeds the " + Num(kMaxModelHeaderBytes >> 20) +
                     " MiB limit");
   }
-  cur.SetHint(n, /*exact=*/true);
+  cur.set_hint(n, /*exact=*/true);
   std::string_view text;
-  if (!cur.Bytes(n, &text, "header")) return false;
-  if (!JsonDepthOk(text)) return cur.Fail("header JSON is nested too deeply");
+  if (!cur.bytes(n, &text, "header")) return false;
+  if (!JsonDepthOk(text)) return cur.fail("header JSON is nested too deeply");
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   } catch (...) {
-    return cur.Fail("header is not valid JSON");
+    return cur.fail("header is not valid JSON");
   }
-  if (j.is_discarded()) return cur.Fail("header is not valid JSON");
-  if (!j.is_object()) return cur.Fail("header is not a JSON object");
+  if (j.is_discarded()) return cur.fail("header is not valid JSON");
+  if (!j.is_object()) return cur.fail("header is not a JSON object");
 
   const uint64_t data_size = file_size - 8 - n;
   std::map<std::string, TensorSummary> by_dtype;
@@ -523,7 +523,7 @@ bool ParseSafetensors(uint64_t file_size, const RangeReader& read, ModelInfo* in
   uint64_t tensors = 0, parameters = 0;
   for (const auto& [name, t] : j.items()) {
     if (name == "__metadata__") {
-      if (!t.is_object()) return cur.Fail("__metadata__ is not an object");
+      if (!t.is_object()) return cur.fail("__metadata__ is not an object");
       for (const char* k : {"architecture", "modelspec.architecture"}) {
         if (auto it = t.find(k); it != t.end() && it->is_string() && info->architecture.empty()) {
           info->architecture = it->get<std::string>();
@@ -537,33 +537,33 @@ bool ParseSafetensors(uint64_t file_size, const RangeReader& read, ModelInfo* in
       continue;
     }
     const std::string where = "tensor \"" + name.substr(0, 200) + "\"";
-    if (!t.is_object()) return cur.Fail(where + " is not an object");
+    if (!t.is_object()) return cur.fail(where + " is not an object");
     auto dtype = t.find("dtype");
     auto shape = t.find("shape");
     auto offsets = t.find("data_offsets");
-    if (dtype == t.end() || !dtype->is_string()) return cur.Fail(where + ": bad dtype");
-    if (shape == t.end() || !shape->is_array()) return cur.Fail(where + ": bad shape");
+    if (dtype == t.end() || !dtype->is_string()) return cur.fail(where + ": bad dtype");
+    if (shape == t.end() || !shape->is_array()) return cur.fail(where + ": bad shape");
     if (offsets == t.end() || !offsets->is_array() || offsets->size() != 2 ||
         !(*offsets)[0].is_number_unsigned() || !(*offsets)[1].is_number_unsigned()) {
-      return cur.Fail(where + ": bad data_offsets");
+      return cur.fail(where + ": bad data_offsets");
     }
     uint64_t elems = 1;
     for (const auto& d : *shape) {
-      if (!d.is_number_unsigned()) return cur.Fail(where + ": bad shape");
+      if (!d.is_number_unsigned()) return cur.fail(where + ": bad shape");
       if (__builtin_mul_overflow(elems, d.get<uint64_t>(), &elems)) {
-        return cur.Fail(where + ": the product of its shape overflows");
+        return cur.fail(where + ": the product of its shape overflows");
       }
     }
     const uint64_t begin = (*offsets)[0].get<uint64_t>(), end = (*offsets)[1].get<uint64_t>();
     if (begin > end || end > data_size) {
-      return cur.Fail(where + ": data_offsets [" + Num(begin) + ", " + Num(end) + "] outside the " +
+      return cur.fail(where + ": data_offsets [" + Num(begin) + ", " + Num(end) + "] outside the " +
                       Num(data_size) + "-byte data section");
     }
     const std::string dt = dtype->get<std::string>();
     if (const uint64_t size = SafetensorsDtypeSize(dt); size > 0) {
       uint64_t bytes = 0;
       if (__builtin_mul_overflow(elems, size, &bytes) || bytes != end - begin) {
-        return cur.Fail(where + ": shape and dtype do not match data_offsets");
+        return cur.fail(where + ": shape and dtype do not match data_offsets");
       }
     }
     if (begin < end) ranges.emplace_back(begin, end);
@@ -573,12 +573,12 @@ bool ParseSafetensors(uint64_t file_size, const RangeReader& read, ModelInfo* in
     ++tensors;
     if (__builtin_add_overflow(s.parameters, elems, &s.parameters) ||
         __builtin_add_overflow(parameters, elems, &parameters)) {
-      return cur.Fail("parameter count overflows");
+      return cur.fail("parameter count overflows");
     }
   }
   std::sort(ranges.begin(), ranges.end());
   for (size_t i = 1; i < ranges.size(); ++i) {
-    if (ranges[i].first < ranges[i - 1].second) return cur.Fail("tensor data ranges overlap");
+    if (ranges[i].first < ranges[i - 1].second) return cur.fail("tensor data ranges overlap");
   }
   info->format = "safetensors";
   info->tensors = tensors;
@@ -644,7 +644,7 @@ bool ReadModelInfo(ModelFormat format, uint64_t file_size, const RangeReader& re
   try {
     switch (format) {
       case ModelFormat::kGguf:
-        ok = GgufParser(file_size, read, &info, error).Parse();
+        ok = GgufParser(file_size, read, &info, error).parse();
         break;
       case ModelFormat::kSafetensors:
         ok = ParseSafetensors(file_size, read, &info, error);

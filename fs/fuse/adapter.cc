@@ -1,29 +1,29 @@
 // Each callback decodes its request, makes one Core call and sends exactly one reply.
 #define FUSE_USE_VERSION 314
-#include "fs/fuse_adapter.h"
+#include "fs/fuse/adapter.h"
 
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <atomic>
+#include <cerrno>
+#include <csignal>
 #include <chrono>
 #include <condition_variable>
-#include <cstdio>
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 #include <cstring>
 #include <deque>
 #include <memory>
 #include <mutex>
 #include <thread>
 #include <unordered_set>
+
+#include "fs/base/mutex.h"
+#include "fs/fuse/mount.h"
 
 namespace modelfs::fs {
 namespace {
@@ -32,8 +32,8 @@ namespace {
 // still open (a lazy unmount sends no releasedir, so they are freed when serving ends).
 struct Session {
   Core& core;
-  std::mutex mu;
-  std::unordered_set<void*> dirs;
+  Mutex mu;
+  std::unordered_set<void*> dirs GUARDED_BY(mu);
   std::atomic<bool> init_done{false};
 };
 
@@ -43,16 +43,30 @@ Core& CoreOf(fuse_req_t req) { return SessionOf(req).core; }
 int ToErrno(const Status& st) {
   switch (st.code()) {
     case Code::kOk: return 0;
-    case Code::kNotFound: return ENOENT;
-    case Code::kNoAccess: return EACCES;
+    case Code::kNotFound:
+    case Code::kRepoNotFound:
+    case Code::kRevisionNotFound:
+    case Code::kEntryNotFound: return ENOENT;
+    case Code::kNoAccess:
+    case Code::kGated: return EACCES;
     case Code::kNotDir: return ENOTDIR;
     case Code::kIsDir: return EISDIR;
     case Code::kReadOnly: return EROFS;
     case Code::kInvalid: return EINVAL;
     case Code::kNoData: return ENODATA;
     case Code::kCancelled: return EINTR;
+    // A reader cannot act on "no space" (the cache's, not its own) or on why the network
+    // failed: both are EIO, and the log says which.
     case Code::kIo:
-    case Code::kNoSpace: return EIO;
+    case Code::kCorrupt:
+    case Code::kNoSpace:
+    case Code::kBusy:
+    case Code::kDb:
+    case Code::kNetwork:
+    case Code::kTimeout:
+    case Code::kProtocol:
+    case Code::kRateLimited:
+    case Code::kOffline: return EIO;
   }
   return EIO;
 }
@@ -91,7 +105,7 @@ void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   Attr a;
   Status st = core.lookup(parent, name, &a);
   fuse_entry_param e{};
-  if (st.code() == Code::kNotFound) {
+  if (st.not_found()) {
     // A zero inode caches the miss in the kernel: shell probes stay local.
     e.ino = 0;
     e.entry_timeout = core.negative_timeout();
@@ -99,7 +113,7 @@ void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     return;
   }
   if (!st.ok()) {
-    if (st.code() != Code::kNoAccess) spdlog::debug("lookup {}: {}", name, st.ToString());
+    if (!st.no_access()) spdlog::debug("lookup {}: {}", name, st.to_string());
     ReplyError(req, st);
     return;
   }
@@ -129,13 +143,13 @@ void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Status st = CoreOf(req).readdir(ino, &h->entries);
   if (!st.ok()) return ReplyError(req, st);
   {
-    std::lock_guard lock(SessionOf(req).mu);
+    MutexLock lock(SessionOf(req).mu);
     SessionOf(req).dirs.insert(h.get());
   }
   fi->fh = reinterpret_cast<uint64_t>(h.release());
   fi->cache_readdir = 0;
   if (fuse_reply_open(req, fi) == -ENOENT) {
-    std::lock_guard lock(SessionOf(req).mu);
+    MutexLock lock(SessionOf(req).mu);
     SessionOf(req).dirs.erase(reinterpret_cast<void*>(fi->fh));
     delete reinterpret_cast<DirHandle*>(fi->fh);
   }
@@ -169,7 +183,7 @@ void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file
 
 void OpReleasedir(fuse_req_t req, fuse_ino_t /*ino*/, fuse_file_info* fi) {
   {
-    std::lock_guard lock(SessionOf(req).mu);
+    MutexLock lock(SessionOf(req).mu);
     SessionOf(req).dirs.erase(reinterpret_cast<void*>(fi->fh));
   }
   delete reinterpret_cast<DirHandle*>(fi->fh);
@@ -192,7 +206,7 @@ void OpRead(fuse_req_t req, fuse_ino_t /*ino*/, size_t size, off_t off, fuse_fil
   std::string buf;
   Status st = CoreOf(req).read(fi->fh, static_cast<uint64_t>(off), size, &buf);
   if (!st.ok()) {
-    spdlog::warn("read failed: {}", st.ToString());
+    spdlog::warn("read failed: {}", st.to_string());
     return ReplyError(req, st);
   }
   fuse_reply_buf(req, buf.data(), buf.size());
@@ -264,51 +278,6 @@ struct LoopCfgDeleter {
   void operator()(fuse_loop_config* c) const { fuse_loop_cfg_destroy(c); }
 };
 
-// The kernel reads ahead at most read_ahead_kb of the mount's bdi (128 KiB by default) and
-// sends reads of that size, however large max_read is. 4 MiB gives 1 MiB requests with several
-// in flight: about 3x the throughput from cache. Only root may change it; otherwise say so.
-// The bdi is found in /proc/self/mountinfo: a stat() of our own mount point would wait for this
-// very process to answer it.
-void RaiseKernelReadahead(const std::string& real_mountpoint) {
-  constexpr unsigned kWantKb = 4096;
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line, dev;
-  while (std::getline(in, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, majmin, root, point;
-    if (!(fields >> id >> parent >> majmin >> root >> point)) continue;
-    std::string decoded;  // mountinfo escapes space, tab, newline and backslash as \ooo
-    for (size_t i = 0; i < point.size(); ++i) {
-      auto octal = [&](size_t k) { return point[k] >= '0' && point[k] <= '7'; };
-      if (point[i] == '\\' && i + 3 < point.size() && octal(i + 1) && octal(i + 2) && octal(i + 3)) {
-        decoded += static_cast<char>((point[i + 1] - '0') * 64 + (point[i + 2] - '0') * 8 +
-                                     (point[i + 3] - '0'));
-        i += 3;
-      } else {
-        decoded += point[i];
-      }
-    }
-    if (decoded == real_mountpoint) dev = majmin;  // the last one is on top
-  }
-  if (dev.empty()) {
-    spdlog::debug("{} not found in /proc/self/mountinfo; kernel readahead left alone",
-                  real_mountpoint);
-    return;
-  }
-  const std::string path = "/sys/class/bdi/" + dev + "/read_ahead_kb";
-  unsigned current = 0;
-  if (std::ifstream cur(path); !(cur >> current) || current >= kWantKb) return;
-  const std::string value = std::to_string(kWantKb) + "\n";
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0 || ::write(fd, value.data(), value.size()) != static_cast<ssize_t>(value.size())) {
-    spdlog::info("kernel readahead for the mount stays at {} KiB ({}: {}); reads arrive in "
-                 "smaller pieces (raising it needs root)", current, path, std::strerror(errno));
-  } else {
-    spdlog::debug("kernel readahead for the mount raised from {} to {} KiB", current, kWantKb);
-  }
-  if (fd >= 0) ::close(fd);
-}
-
 // Sends page-cache invalidations from its own thread: the kernel handles a notification
 // inside the write to /dev/fuse and may wait there on a read this process has yet to answer.
 class Notifier {
@@ -316,7 +285,7 @@ class Notifier {
   explicit Notifier(fuse_session* se) : se_(se), thread_([this] { run(); }) {}
   ~Notifier() {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       stop_ = true;
     }
     cv_.notify_one();
@@ -326,7 +295,7 @@ class Notifier {
   Notifier& operator=(const Notifier&) = delete;
   void push(uint64_t ino) {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       queue_.push_back(ino);
     }
     cv_.notify_one();
@@ -334,9 +303,9 @@ class Notifier {
 
  private:
   void run() {
-    std::unique_lock lock(mu_);
+    MutexLock lock(mu_);
     for (;;) {
-      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      while (!stop_ && queue_.empty()) cv_.wait(lock);
       if (stop_) return;
       uint64_t ino = queue_.front();
       queue_.pop_front();
@@ -350,10 +319,10 @@ class Notifier {
     }
   }
   fuse_session* se_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<uint64_t> queue_;
-  bool stop_ = false;
+  Mutex mu_;
+  CondVar cv_;
+  std::deque<uint64_t> queue_ GUARDED_BY(mu_);
+  bool stop_ GUARDED_BY(mu_) = false;
   std::thread thread_;  // last: starts once the rest is ready
 };
 
@@ -375,6 +344,7 @@ Status ServeFuse(Core& core, const MountOptions& options, const std::function<vo
   struct DirCleanup {
     Session& s;
     ~DirCleanup() {
+      MutexLock lock(s.mu);
       for (void* d : s.dirs) delete static_cast<DirHandle*>(d);
     }
   } dir_cleanup{session};
@@ -401,7 +371,9 @@ Status ServeFuse(Core& core, const MountOptions& options, const std::function<vo
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
       if (session.init_done) {
         std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the reply is processed
-        if (!real_mountpoint.empty()) RaiseKernelReadahead(real_mountpoint);
+        // The kernel sends reads of at most read_ahead_kb (128 KiB by default) whatever
+        // max_read says; 4 MiB gives 1 MiB requests with several in flight.
+        if (!real_mountpoint.empty()) RaiseKernelReadahead(real_mountpoint, 4096);
         return;
       }
     }
@@ -434,21 +406,5 @@ Status ServeFuse(Core& core, const MountOptions& options, const std::function<vo
   return Status::Ok();
 }
 
-Status Unmount(const std::string& mountpoint) {
-  pid_t pid = fork();
-  if (pid < 0) return {Code::kIo, std::string("fork: ") + std::strerror(errno)};
-  if (pid == 0) {
-    execlp("fusermount3", "fusermount3", "-u", mountpoint.c_str(), static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return Status::Ok();
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
-    return {Code::kIo, "fusermount3 not found (install the fuse3 package)"};
-  }
-  return {Code::kIo, "fusermount3 -u " + mountpoint + " failed"};
-}
 
 }  // namespace modelfs::fs

@@ -1,4 +1,5 @@
-// Serves a Core through a libfuse (3.14, low-level API) mount. The only place errno exists.
+// Serves a Core through a libfuse (3.14, low-level API) mount. The only place that turns a
+// Status into an errno value.
 #pragma once
 
 #include <functional>
@@ -6,7 +7,7 @@
 #include <vector>
 
 #include "fs/core.h"
-#include "fs/status.h"
+#include "fs/base/status.h"
 
 namespace modelfs::fs {
 
@@ -22,7 +23,5 @@ struct MountOptions {
 // then unmounts. An error before the mount is live is returned without calling on_ready.
 Status ServeFuse(Core& core, const MountOptions& options, const std::function<void()>& on_ready);
 
-// Unmounts a modelfs mount point (fusermount3 -u). Returns a message on failure.
-Status Unmount(const std::string& mountpoint);
 
 }  // namespace modelfs::fs

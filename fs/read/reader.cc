@@ -1,4 +1,4 @@
-#include "fs/reader.h"
+#include "fs/read/reader.h"
 
 #include <openssl/evp.h>
 #include <spdlog/spdlog.h>
@@ -7,6 +7,7 @@
 #include <cstring>
 #include <deque>
 
+#include "fs/base/text.h"
 #include "fs/snapshots.h"
 
 namespace modelfs::fs {
@@ -37,17 +38,6 @@ constexpr uint64_t kHotBytes = 32ull << 20;
 constexpr size_t kMaxCursors = 256;
 
 bool IsSha256Id(const std::string& cid) { return cid.size() == 64; }
-
-std::string Hex(const unsigned char* d, unsigned n) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(2 * n);
-  for (unsigned i = 0; i < n; ++i) {
-    out += kHex[d[i] >> 4];
-    out += kHex[d[i] & 0xf];
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -169,10 +159,10 @@ void Reader::fetch_run(const fetch::FileLocation& loc, const std::string& cid, u
       if (take < want) break;
       auto bytes = std::make_shared<const std::string>(std::move(buf));
       before_put(cid, index);
-      if (index::Status s = store_.put(cid, index, *bytes); !s.ok()) {
+      if (Status s = store_.put(cid, index, *bytes); !s.ok()) {
         hot_put(cid, index, bytes);  // the only copy until the reader comes for it
-        if (s.code() == index::Code::kNoSpace) store_full_ = true;
-        spdlog::warn("cache: chunk {} of {} not stored: {}", index, loc.path, s.ToString());
+        if (s.code() == Code::kNoSpace) store_full_ = true;
+        spdlog::warn("cache: chunk {} of {} not stored: {}", index, loc.path, s.to_string());
       } else {
         store_full_ = false;
         // Before finish(): a reader woken for this chunk finds it already hashed.
@@ -187,13 +177,14 @@ void Reader::fetch_run(const fetch::FileLocation& loc, const std::string& cid, u
     }
     return true;
   };
-  fetch::Status st = stopping_ ? fetch::Status(fetch::Code::kCancelled, "shutting down")
+  Status st = stopping_ ? Status(Code::kCancelled, "shutting down")
                                : hub_.read_range(loc, begin, end - begin, sink);
   if (done < pending.size()) {
-    Status err = st.ok() ? Status(Code::kIo, "upstream ended early") : FromFetch(st);
-    if (err.code() == Code::kNotFound) err = Status(Code::kIo, err.message());
+    Status err = st.ok() ? Status(Code::kIo, "upstream ended early") : st;
+    // A file that vanished upstream is an I/O error to its reader, never "no such file".
+    if (err.not_found()) err = Status(Code::kIo, err.to_string());
     spdlog::warn("fetch {}@{}/{} bytes {}-{}: {}", loc.repo_id, loc.commit.substr(0, 8), loc.path,
-                 begin, end, st.ToString());
+                 begin, end, st.to_string());
     for (size_t i = done; i < pending.size(); ++i) {
       finish(cid, first + static_cast<uint32_t>(i), *pending[i], err, nullptr);
     }
@@ -257,11 +248,11 @@ Status Reader::consume_locked(HashCursor& c, const fetch::FileLocation& loc,
   if (!c.ok || EVP_DigestFinal_ex(c.ctx.get(), digest, &len) != 1) {
     return Status(Code::kIo, "sha256 of " + loc.path + " could not be computed");
   }
-  const std::string hex = Hex(digest, len);
+  const std::string hex = HexEncode(digest, len);
   if (hex == cid) {
     n_.files_verified++;
-    if (index::Status s = store_.mark_verified(cid); !s.ok()) {
-      spdlog::warn("cache: cannot record {} as verified: {}", loc.path, s.ToString());
+    if (Status s = store_.mark_verified(cid); !s.ok()) {
+      spdlog::warn("cache: cannot record {} as verified: {}", loc.path, s.to_string());
     }
     return Status::Ok();
   }
@@ -372,17 +363,17 @@ Status Reader::read_chunk(OpenFile& f, uint32_t index, uint32_t offset, uint32_t
       n_.bytes_from_memory += length;
       return Status::Ok();
     }
-    index::Status s = store_.read(f.content_id, index, offset, length, dst);
+    Status s = store_.read(f.content_id, index, offset, length, dst);
     if (s.ok()) {
       n_.bytes_from_cache += length;
       return Status::Ok();
     }
-    if (s.code() == index::Code::kCorrupt) {
+    if (s.code() == Code::kCorrupt) {
       n_.corrupt_chunks++;
       spdlog::warn("cache: chunk {} of {} failed its checksum; fetching it again", index,
                    f.loc.path);
-    } else if (s.code() != index::Code::kNotFound) {
-      spdlog::warn("cache: reading chunk {} of {}: {}", index, f.loc.path, s.ToString());
+    } else if (s.code() != Code::kNotFound) {
+      spdlog::warn("cache: reading chunk {} of {}: {}", index, f.loc.path, s.to_string());
     }
     auto p = find_inflight(f.content_id, index);
     if (p) {
@@ -480,7 +471,7 @@ bool Reader::read_direct(OpenFile& f, uint64_t offset, uint64_t end, char* dst) 
   }
   uint64_t got = 0;
   const uint64_t want = end - offset;
-  fetch::Status st = hub_.read_range(f.loc, offset, want, [&](const char* data, size_t n) {
+  Status st = hub_.read_range(f.loc, offset, want, [&](const char* data, size_t n) {
     size_t take = static_cast<size_t>(std::min<uint64_t>(n, want - got));
     std::memcpy(dst + got, data, take);
     got += take;
@@ -615,8 +606,8 @@ Status Reader::fetch_all(const fetch::FileLocation& loc, const std::string& cid,
         // Only in memory (fetched when the disk had no room): store that copy.
         if (auto hot = hot_get(cid, c); hot && !store_.contains(cid, c) && !find_inflight(cid, c)) {
           before_put(cid, c);
-          if (index::Status s = store_.put(cid, c, *hot); !s.ok()) {
-            result = Status(s.code() == index::Code::kNoSpace ? Code::kNoSpace : Code::kIo,
+          if (Status s = store_.put(cid, c, *hot); !s.ok()) {
+            result = Status(s.code() == Code::kNoSpace ? Code::kNoSpace : Code::kIo,
                             s.message());
             break;
           }

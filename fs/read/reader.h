@@ -35,8 +35,8 @@
 
 #include "fetch/hub_client.h"
 #include "fs/options.h"
-#include "fs/status.h"
-#include "fs/thread_pool.h"
+#include "fs/base/status.h"
+#include "fs/read/thread_pool.h"
 #include "index/chunk_store.h"
 
 namespace modelfs::fs {

@@ -2,12 +2,12 @@
 // verification, so a reader never waits for work it did not ask for.
 #pragma once
 
-#include <condition_variable>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <thread>
 #include <vector>
+
+#include "fs/base/mutex.h"
 
 namespace modelfs::fs {
 
@@ -19,7 +19,7 @@ class ThreadPool {
   // Runs every job already queued, then joins.
   ~ThreadPool() {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       stop_ = true;
     }
     cv_.notify_all();
@@ -30,7 +30,7 @@ class ThreadPool {
 
   void submit(std::function<void()> job) {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       jobs_.push_back(std::move(job));
     }
     cv_.notify_one();
@@ -41,8 +41,8 @@ class ThreadPool {
     for (;;) {
       std::function<void()> job;
       {
-        std::unique_lock lock(mu_);
-        cv_.wait(lock, [this] { return stop_ || !jobs_.empty(); });
+        MutexLock lock(mu_);
+        while (!stop_ && jobs_.empty()) cv_.wait(lock);
         if (jobs_.empty()) return;
         job = std::move(jobs_.front());
         jobs_.pop_front();
@@ -51,11 +51,11 @@ class ThreadPool {
     }
   }
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> jobs_;
-  bool stop_ = false;
-  std::vector<std::thread> workers_;
+  Mutex mu_;
+  CondVar cv_;
+  std::deque<std::function<void()>> jobs_ GUARDED_BY(mu_);
+  bool stop_ GUARDED_BY(mu_) = false;
+  std::vector<std::thread> workers_;  // last: started once the rest is ready
 };
 
 }  // namespace modelfs::fs

@@ -11,7 +11,7 @@
 #include <string_view>
 
 #include "fetch/hub_parse.h"
-#include "fs/service.h"
+#include "fs/control/service.h"
 #include "fs/snapshots.h"
 
 namespace {

@@ -14,9 +14,9 @@
 
 namespace {
 
-using modelfs::fetch::Code;
+using modelfs::Code;
 using modelfs::fetch::RepoInfo;
-using modelfs::fetch::Status;
+using modelfs::Status;
 using modelfs::fetch::TreeEntry;
 
 void Check(bool property) {

@@ -10,7 +10,7 @@ Serves the repos written by tests/fixtures/gen_fixtures.py on two HTTP/1.1 ports
 (API, resolve, /_sim control API) and a CDN that LFS files redirect to with signed,
 expiring URLs. A WAN profile adds a delay before every response and a per-connection rate
 cap on file bytes, like a CDN edge seen over a real network. Behaviour follows
-/work/shared/notes/hub-api.md; tests/hubsim/README.md documents the CLI, the control API and
+fetch/hub-api.md; tests/hubsim/README.md documents the CLI, the control API and
 the tokens.
 """
 

@@ -26,7 +26,7 @@ inline constexpr bool kTsan = false;
 // Collects failures from worker threads (gtest assertions belong on the main thread).
 class Failures {
  public:
-  void Add(std::string what) {
+  void add(std::string what) {
     std::lock_guard lock(mu_);
     if (list_.size() < 20) list_.push_back(std::move(what));
     ++count_;
@@ -35,7 +35,7 @@ class Failures {
     std::lock_guard lock(mu_);
     return count_;
   }
-  std::string Text() const {
+  std::string text() const {
     std::lock_guard lock(mu_);
     std::string s;
     for (const auto& f : list_) s += "  " + f + "\n";

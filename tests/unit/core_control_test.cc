@@ -23,10 +23,10 @@
 #include <vector>
 
 #include "fetch/hub_client.h"
-#include "fs/control.h"
+#include "fs/control/control.h"
 #include "fs/core.h"
 #include "fs/inodes.h"
-#include "fs/service.h"
+#include "fs/control/service.h"
 #include "index/cache.h"
 #include "unit/concurrency.h"
 #include "unit/hubsim.h"
@@ -190,8 +190,8 @@ class CoreControlTest : public ::testing::Test {
     index::CacheOptions co;
     co.dir = dir_ / "cache";
     co.capacity_bytes = 64 * kMiB;
-    index::Status s = index::Cache::Open(co, &cache_);
-    ASSERT_TRUE(s.ok()) << s.ToString();
+    Status s = index::Cache::Open(co, &cache_);
+    ASSERT_TRUE(s.ok()) << s.to_string();
     fetch::HubOptions ho;
     ho.endpoint = sim_->hub_url();
     ho.connect_timeout = milliseconds(5000);
@@ -205,11 +205,11 @@ class CoreControlTest : public ::testing::Test {
     socket_ = (dir_ / "control.sock").string();
     o.control_socket = socket_;
     core_ = std::make_unique<Core>(o, *cache_, *hub_);
-    service_ = std::make_unique<Service>(*core_);
+    service_ = std::make_unique<Service>(*core_, *cache_, *hub_);
     server_ = std::make_unique<ControlServer>(
         *service_, socket_, ControlPolicy{static_cast<uint32_t>(getuid()), "", false});
     Status st = server_->start();
-    ASSERT_TRUE(st.ok()) << st.ToString();
+    ASSERT_TRUE(st.ok()) << st.to_string();
   }
 
   void TearDown() override {
@@ -223,7 +223,7 @@ class CoreControlTest : public ::testing::Test {
   }
 
   // Resolves a file through the Core as the FUSE adapter would; 0 on failure.
-  uint64_t Lookup(const std::string& repo_name, const std::string& path) {
+  uint64_t lookup(const std::string& repo_name, const std::string& path) {
     Attr org, repo, file;
     if (!core_->lookup(kModelsIno, "modelfs-test", &org).ok()) return 0;
     if (!core_->lookup(org.ino, repo_name, &repo).ok()) return 0;
@@ -235,7 +235,7 @@ class CoreControlTest : public ::testing::Test {
     return HubSim::ReadFile(sim_->local_path(repo, sim_->branch_commit(repo), path));
   }
 
-  Reply Call(const std::string& bytes) { return Exchange(socket_, bytes); }
+  Reply call(const std::string& bytes) { return Exchange(socket_, bytes); }
 
   static HubSim* sim_;
   std::filesystem::path dir_;
@@ -259,8 +259,8 @@ TEST_F(CoreControlTest, ConcurrentRequestsWhileReading) {
   };
   // Known to the cache index (ls, rm and verify look there) before the clients start.
   std::vector<Target> targets = {
-      {Lookup("tiny-safetensors", "model.safetensors"), Fixture(kTiny, "model.safetensors")},
-      {Lookup("edge-cases", "exact-4MiB-plus-1.bin"), Fixture(kEdge, "exact-4MiB-plus-1.bin")}};
+      {lookup("tiny-safetensors", "model.safetensors"), Fixture(kTiny, "model.safetensors")},
+      {lookup("edge-cases", "exact-4MiB-plus-1.bin"), Fixture(kEdge, "exact-4MiB-plus-1.bin")}};
   for (const auto& t : targets) {
     ASSERT_NE(t.ino, 0u);
     ASSERT_FALSE(t.bytes.empty());
@@ -304,10 +304,10 @@ TEST_F(CoreControlTest, ConcurrentRequestsWhileReading) {
           wire = "rm";
           args["force"] = true;
         }
-        const Reply r = Call(Line(wire, args));
+        const Reply r = call(Line(wire, args));
         const std::string what = op + " " + args.dump() + ": ";
         if (auto w = WellFormed(r); !w) {
-          failures.Add(what + w.message());
+          failures.add(what + w.message());
           continue;
         }
         const json& d = r.done;
@@ -328,7 +328,7 @@ TEST_F(CoreControlTest, ConcurrentRequestsWhileReading) {
           }
           right = right && !r.events.empty() && r.events.front()["event"] == "start";
         }
-        if (!right) failures.Add(what + d.dump());
+        if (!right) failures.add(what + d.dump());
         std::lock_guard lock(mu);
         done_ops[op]++;
       }
@@ -343,7 +343,7 @@ TEST_F(CoreControlTest, ConcurrentRequestsWhileReading) {
       const std::string& b = bad[static_cast<size_t>(i) % bad.size()];
       // The unterminated one is sent with a half-close: a client that gave up mid-request.
       const Reply r = Exchange(socket_, b, /*half_close=*/b.back() != '\n');
-      if (auto o = Outcome(r, "invalid"); !o) failures.Add("malformed " + b + ": " + o.message());
+      if (auto o = Outcome(r, "invalid"); !o) failures.add("malformed " + b + ": " + o.message());
     }
     clients_left--;
   });
@@ -355,7 +355,7 @@ TEST_F(CoreControlTest, ConcurrentRequestsWhileReading) {
         const Target& tg = targets[static_cast<size_t>(t)];
         uint64_t h = 0;
         if (Status st = core_->open(tg.ino, &h); !st.ok()) {
-          failures.Add("open: " + st.ToString());
+          failures.add("open: " + st.to_string());
           return;
         }
         for (int r = 0; r < 8; ++r) {
@@ -364,9 +364,9 @@ TEST_F(CoreControlTest, ConcurrentRequestsWhileReading) {
           Status st = core_->read(h, off, n, &out);
           const size_t want = std::min<size_t>(n, tg.bytes.size() - off);
           if (!st.ok()) {
-            failures.Add("read: " + st.ToString());
+            failures.add("read: " + st.to_string());
           } else if (out.size() != want || std::memcmp(out.data(), tg.bytes.data() + off, want)) {
-            failures.Add("read at " + std::to_string(off) + ": wrong bytes");
+            failures.add("read at " + std::to_string(off) + ": wrong bytes");
           } else {
             reads_ok++;
           }
@@ -377,16 +377,16 @@ TEST_F(CoreControlTest, ConcurrentRequestsWhileReading) {
   }
   for (auto& th : threads) th.join();
 
-  EXPECT_EQ(failures.count(), 0) << failures.Text();
+  EXPECT_EQ(failures.count(), 0) << failures.text();
   EXPECT_GT(reads_ok.load(), 0u);
   int total = 0;
   for (const auto& [op, n] : done_ops) total += n;
   EXPECT_EQ(total, kClients * per_client);
   // Quiet now: the server still answers, nothing is corrupt, the cache adds up.
-  const Reply v = Call(Line("verify"));
+  const Reply v = call(Line("verify"));
   ASSERT_TRUE(Outcome(v, "ok"));
   EXPECT_EQ(Get(v.done, {"result", "corrupt_files"}), 0);
-  const Reply s = Call(Line("stats"));
+  const Reply s = call(Line("stats"));
   ASSERT_TRUE(Outcome(s, "ok"));
   EXPECT_TRUE(Get(s.done, {"result", "cache", "used_bytes"}).is_number());
   EXPECT_LE(Get(s.done, {"result", "cache", "used_bytes"}),
@@ -399,7 +399,7 @@ TEST_F(CoreControlTest, ConcurrentRequestsWhileReading) {
 // Malformed, oversized, wrongly typed and abandoned requests: each gets the right error (or
 // is answered normally when the mistake is harmless), and the server keeps serving.
 TEST_F(CoreControlTest, MalformedRequestsGetErrorsAndTheServerKeepsServing) {
-  ASSERT_NE(Lookup("tiny-safetensors", "config.json"), 0u);  // the repo is known locally
+  ASSERT_NE(lookup("tiny-safetensors", "config.json"), 0u);  // the repo is known locally
   struct Case {
     std::string bytes;
     std::string code;
@@ -463,15 +463,15 @@ TEST_F(CoreControlTest, MalformedRequestsGetErrorsAndTheServerKeepsServing) {
       for (int i = 0; i < rounds; ++i) {
         const Case& c = cases[static_cast<size_t>(t * rounds + i) % cases.size()];
         if (auto o = Outcome(Exchange(socket_, c.bytes), c.code); !o) {
-          failures.Add(c.bytes.substr(0, 60) + ": " + o.message());
+          failures.add(c.bytes.substr(0, 60) + ": " + o.message());
         }
       }
     });
   }
   for (auto& th : threads) th.join();
-  EXPECT_EQ(failures.count(), 0) << failures.Text();
+  EXPECT_EQ(failures.count(), 0) << failures.text();
 
-  const Reply s = Call(Line("stats"));
+  const Reply s = call(Line("stats"));
   ASSERT_TRUE(Outcome(s, "ok"));
   EXPECT_EQ(Get(s.done, {"result", "reads", "errors"}), 0);
 

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "fs/model_info.h"
+#include "fs/formats/model_info.h"
 
 namespace modelfs::fs {
 namespace {
@@ -135,39 +135,39 @@ uint64_t TensorBytes(uint32_t type, uint64_t elems) {
 
 class GgufBuilder {
  public:
-  GgufBuilder& Str(const std::string& key, const std::string& v) {
-    return Kv(key, kStr, [&](std::string* s) { PutStr(s, v); });
+  GgufBuilder& str(const std::string& key, const std::string& v) {
+    return kv(key, kStr, [&](std::string* s) { PutStr(s, v); });
   }
-  GgufBuilder& U32(const std::string& key, uint32_t v) {
-    return Kv(key, 4, [&](std::string* s) { PutU32(s, v); });
+  GgufBuilder& u32(const std::string& key, uint32_t v) {
+    return kv(key, 4, [&](std::string* s) { PutU32(s, v); });
   }
-  GgufBuilder& StrArray(const std::string& key, const std::vector<std::string>& v) {
-    return Kv(key, kArr, [&](std::string* s) {
+  GgufBuilder& str_array(const std::string& key, const std::vector<std::string>& v) {
+    return kv(key, kArr, [&](std::string* s) {
       PutU32(s, kStr);
       PutU64(s, v.size());
       for (const auto& e : v) PutStr(s, e);
     });
   }
-  GgufBuilder& ScalarArray(const std::string& key, uint32_t elem_type, uint64_t n,
+  GgufBuilder& scalar_array(const std::string& key, uint32_t elem_type, uint64_t n,
                            uint64_t elem_size) {
-    return Kv(key, kArr, [&](std::string* s) {
+    return kv(key, kArr, [&](std::string* s) {
       PutU32(s, elem_type);
       PutU64(s, n);
       s->append(n * elem_size, '\x01');
     });
   }
   // A KV whose value bytes (after the type) are given verbatim.
-  GgufBuilder& Raw(const std::string& key, uint32_t type, const std::string& value) {
-    return Kv(key, type, [&](std::string* s) { s->append(value); });
+  GgufBuilder& raw(const std::string& key, uint32_t type, const std::string& value) {
+    return kv(key, type, [&](std::string* s) { s->append(value); });
   }
-  GgufBuilder& Tensor(const std::string& name, std::vector<uint64_t> dims, uint32_t type) {
+  GgufBuilder& tensor(const std::string& name, std::vector<uint64_t> dims, uint32_t type) {
     tensors_.push_back({name, std::move(dims), type});
     return *this;
   }
 
-  uint64_t header_bytes = 0;  // set by Build(): aligned start of the data section
+  uint64_t header_bytes = 0;  // set by build(): aligned start of the data section
 
-  std::string Build(uint64_t alignment = 32, uint32_t version = 3) {
+  std::string build(uint64_t alignment = 32, uint32_t version = 3) {
     std::string s = "GGUF";
     PutU32(&s, version);
     PutU64(&s, tensors_.size());
@@ -196,7 +196,7 @@ class GgufBuilder {
 
  private:
   template <typename F>
-  GgufBuilder& Kv(const std::string& key, uint32_t type, F value) {
+  GgufBuilder& kv(const std::string& key, uint32_t type, F value) {
     PutStr(&kvs_, key);
     PutU32(&kvs_, type);
     value(&kvs_);
@@ -219,24 +219,24 @@ std::string SyntheticGguf(uint64_t* header_bytes = nullptr) {
   std::vector<std::string> tokens;
   for (int i = 0; i < 100; ++i) tokens.push_back(std::string(static_cast<size_t>(i % 7), 'a'));
   GgufBuilder b;
-  b.U32("synth.context_length", 4096)  // before general.architecture on purpose
-      .Str("general.architecture", "synth")
-      .Str("general.name", "Synthetic Test Model")
-      .Str("general.description", std::string(3000, 'd'))
-      .U32("general.file_type", 15)
-      .U32("general.alignment", 32)
-      .U32("other.context_length", 77)
-      .StrArray("tokenizer.ggml.tokens", tokens)
-      .ScalarArray("tokenizer.ggml.scores", kF32v, 100, 4)
-      .Raw("some.flag", kBool, std::string(1, '\1'))
-      .Raw("some.u64", kU64, std::string(8, '\2'))
-      .Tensor("token_embd.weight", {256, 100}, Q4_K)
-      .Tensor("output_norm.weight", {256}, F32)
-      .Tensor("blk.0.attn_q.weight", {64, 64}, Q8_0)
-      .Tensor("blk.0.ffn.weight", {64, 3, 2}, F16)
-      .Tensor("blk.0.bias", {16}, BF16)
-      .Tensor("exotic", {10}, 99);
-  std::string s = b.Build();
+  b.u32("synth.context_length", 4096)  // before general.architecture on purpose
+      .str("general.architecture", "synth")
+      .str("general.name", "Synthetic Test Model")
+      .str("general.description", std::string(3000, 'd'))
+      .u32("general.file_type", 15)
+      .u32("general.alignment", 32)
+      .u32("other.context_length", 77)
+      .str_array("tokenizer.ggml.tokens", tokens)
+      .scalar_array("tokenizer.ggml.scores", kF32v, 100, 4)
+      .raw("some.flag", kBool, std::string(1, '\1'))
+      .raw("some.u64", kU64, std::string(8, '\2'))
+      .tensor("token_embd.weight", {256, 100}, Q4_K)
+      .tensor("output_norm.weight", {256}, F32)
+      .tensor("blk.0.attn_q.weight", {64, 64}, Q8_0)
+      .tensor("blk.0.ffn.weight", {64, 3, 2}, F16)
+      .tensor("blk.0.bias", {16}, BF16)
+      .tensor("exotic", {10}, 99);
+  std::string s = b.build();
   if (header_bytes != nullptr) *header_bytes = b.header_bytes;
   return s;
 }
@@ -249,33 +249,33 @@ std::string LlamaLikeGguf() {
   std::mt19937 rng(7);
   for (uint64_t i = 0; i < n_vocab; ++i) tokens.push_back(std::string(3 + rng() % 12, 'x'));
   GgufBuilder b;
-  b.Str("general.architecture", "llama")
-      .Str("general.type", "model")
-      .Str("general.name", "modelfs tiny llama (random weights, seed 0)")
-      .U32("general.file_type", 0)
-      .U32("general.alignment", 32)
-      .U32("llama.vocab_size", n_vocab)
-      .U32("llama.context_length", 256)
-      .U32("llama.embedding_length", n_embd)
-      .StrArray("tokenizer.ggml.tokens", tokens)
-      .ScalarArray("tokenizer.ggml.scores", kF32v, n_vocab, 4)
-      .ScalarArray("tokenizer.ggml.token_type", kI32, n_vocab, 4)
-      .U32("tokenizer.ggml.bos_token_id", 1);
-  b.Tensor("token_embd.weight", {n_embd, n_vocab}, F32)
-      .Tensor("output_norm.weight", {n_embd}, F32)
-      .Tensor("output.weight", {n_embd, n_vocab}, F32);
+  b.str("general.architecture", "llama")
+      .str("general.type", "model")
+      .str("general.name", "modelfs tiny llama (random weights, seed 0)")
+      .u32("general.file_type", 0)
+      .u32("general.alignment", 32)
+      .u32("llama.vocab_size", n_vocab)
+      .u32("llama.context_length", 256)
+      .u32("llama.embedding_length", n_embd)
+      .str_array("tokenizer.ggml.tokens", tokens)
+      .scalar_array("tokenizer.ggml.scores", kF32v, n_vocab, 4)
+      .scalar_array("tokenizer.ggml.token_type", kI32, n_vocab, 4)
+      .u32("tokenizer.ggml.bos_token_id", 1);
+  b.tensor("token_embd.weight", {n_embd, n_vocab}, F32)
+      .tensor("output_norm.weight", {n_embd}, F32)
+      .tensor("output.weight", {n_embd, n_vocab}, F32);
   for (int i = 0; i < 2; ++i) {
     const std::string p = "blk." + std::to_string(i) + ".";
-    b.Tensor(p + "attn_norm.weight", {n_embd}, F32);
+    b.tensor(p + "attn_norm.weight", {n_embd}, F32);
     for (const char* w : {"attn_q", "attn_k", "attn_v", "attn_output"}) {
-      b.Tensor(p + w + ".weight", {n_embd, n_embd}, F32);
+      b.tensor(p + w + ".weight", {n_embd, n_embd}, F32);
     }
-    b.Tensor(p + "ffn_norm.weight", {n_embd}, F32)
-        .Tensor(p + "ffn_gate.weight", {n_embd, n_ff}, F32)
-        .Tensor(p + "ffn_up.weight", {n_embd, n_ff}, F32)
-        .Tensor(p + "ffn_down.weight", {n_ff, n_embd}, F32);
+    b.tensor(p + "ffn_norm.weight", {n_embd}, F32)
+        .tensor(p + "ffn_gate.weight", {n_embd, n_ff}, F32)
+        .tensor(p + "ffn_up.weight", {n_embd, n_ff}, F32)
+        .tensor(p + "ffn_down.weight", {n_ff, n_embd}, F32);
   }
-  return b.Build();
+  return b.build();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -394,8 +394,8 @@ TEST(ModelInfoTest, SyntheticGguf) {
 
 TEST(ModelInfoTest, GgufVersion2AndNoOptionalKeys) {
   GgufBuilder b;
-  b.Tensor("w", {32, 2}, Q8_0);
-  MemReader mem(b.Build(32, 2));
+  b.tensor("w", {32, 2}, Q8_0);
+  MemReader mem(b.build(32, 2));
   ModelInfo info;
   std::string error;
   ASSERT_TRUE(Parse(ModelFormat::kGguf, mem, &info, &error)) << error;
@@ -455,13 +455,13 @@ TEST(ModelInfoTest, LargeVocabularyTakesFewReads) {
   for (int i = 0; i < 150000; ++i) tokens.push_back(std::string(2 + rng() % 20, 't'));
   for (int i = 0; i < 150000; ++i) merges.push_back(std::string(3 + rng() % 16, 'm'));
   GgufBuilder b;
-  b.Str("general.architecture", "qwen2")
-      .StrArray("tokenizer.ggml.tokens", tokens)
-      .ScalarArray("tokenizer.ggml.token_type", kI32, 150000, 4)
-      .StrArray("tokenizer.ggml.merges", merges)
-      .U32("qwen2.context_length", 32768)
-      .Tensor("w", {1024, 1024}, F16);
-  MemReader mem(b.Build());
+  b.str("general.architecture", "qwen2")
+      .str_array("tokenizer.ggml.tokens", tokens)
+      .scalar_array("tokenizer.ggml.token_type", kI32, 150000, 4)
+      .str_array("tokenizer.ggml.merges", merges)
+      .u32("qwen2.context_length", 32768)
+      .tensor("w", {1024, 1024}, F16);
+  MemReader mem(b.build());
   ModelInfo info;
   std::string error;
   ASSERT_TRUE(Parse(ModelFormat::kGguf, mem, &info, &error)) << error;

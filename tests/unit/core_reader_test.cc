@@ -24,7 +24,7 @@
 
 #include "fetch/hub_client.h"
 #include "fs/options.h"
-#include "fs/reader.h"
+#include "fs/read/reader.h"
 #include "index/cache.h"
 #include "unit/concurrency.h"
 #include "unit/hubsim.h"
@@ -56,7 +56,7 @@ struct File {
     return std::min<uint64_t>(kChunk, loc.size - uint64_t{c} * kChunk);
   }
   // True if out holds exactly what a read of [off, off + size) must return.
-  bool Matches(uint64_t off, size_t n, const std::string& out) const {
+  bool matches(uint64_t off, size_t n, const std::string& out) const {
     const uint64_t want = off >= size() ? 0 : std::min<uint64_t>(n, size() - off);
     return out.size() == want && std::memcmp(out.data(), bytes.data() + off, want) == 0;
   }
@@ -147,13 +147,13 @@ class CoreReaderTest : public ::testing::Test {
     sim_->clear_faults();
   }
 
-  void Start(uint64_t capacity, const CoreOptions& options) {
+  void start(uint64_t capacity, const CoreOptions& options) {
     index::CacheOptions co;
     co.dir = dir_ / "cache";
     co.capacity_bytes = capacity;
     co.chunk_size = kChunk;
-    index::Status s = index::Cache::Open(co, &cache_);
-    ASSERT_TRUE(s.ok()) << s.ToString();
+    Status s = index::Cache::Open(co, &cache_);
+    ASSERT_TRUE(s.ok()) << s.to_string();
     fetch::HubOptions ho;
     ho.endpoint = sim_->hub_url();
     ho.connect_timeout = milliseconds(5000);
@@ -175,7 +175,7 @@ class CoreReaderTest : public ::testing::Test {
   index::ChunkStore& store() { return cache_->chunks(); }
 
   // Background fetches (readahead, the whole-chunk fetch behind a direct read) have finished.
-  void WaitIdle() {
+  void wait_idle() {
     ASSERT_TRUE(WaitFor([&] { return reader_->stats().inflight_chunks == 0; }, milliseconds(60000)))
         << reader_->stats().inflight_chunks << " chunks still in flight";
   }
@@ -187,14 +187,14 @@ class CoreReaderTest : public ::testing::Test {
   }
 
   // Reads the whole file sequentially through a fresh handle; "" on success.
-  std::string ReadWhole(const File& f, std::mt19937_64& rng) {
+  std::string read_whole(const File& f, std::mt19937_64& rng) {
     auto h = reader_->open(f.loc, f.cid);
     std::string out;
     for (uint64_t off = 0; off < f.size();) {
       const size_t n = RandomSize(rng);
       Status st = reader_->read(*h, off, n, &out);
-      if (!st.ok()) return f.name + " at " + std::to_string(off) + ": " + st.ToString();
-      if (!f.Matches(off, n, out)) return f.name + ": wrong bytes at " + std::to_string(off);
+      if (!st.ok()) return f.name + " at " + std::to_string(off) + ": " + st.to_string();
+      if (!f.matches(off, n, out)) return f.name + ": wrong bytes at " + std::to_string(off);
       off += out.size();
     }
     return "";
@@ -221,7 +221,7 @@ File* CoreReaderTest::tiny_ = nullptr;
 TEST_F(CoreReaderTest, RandomReadsFromEightThreadsFetchEachTouchedChunkOnce) {
   CoreOptions o = Options();
   o.readahead_initial = 0;  // no readahead: the upstream bytes are predictable
-  Start(1ull << 30, o);
+  start(1ull << 30, o);
   const File* files[] = {large_, exact_, tiny_};
   constexpr int kThreads = 8;
   const int reads = kTsan ? 24 : 64;
@@ -251,12 +251,12 @@ TEST_F(CoreReaderTest, RandomReadsFromEightThreadsFetchEachTouchedChunkOnce) {
         const size_t n = RandomSize(rng);
         Status st = reader_->read(*handles[which], off, n, &out);
         if (!st.ok()) {
-          failures.Add(f.name + " [" + std::to_string(off) + ", +" + std::to_string(n) +
-                       "): " + st.ToString());
+          failures.add(f.name + " [" + std::to_string(off) + ", +" + std::to_string(n) +
+                       "): " + st.to_string());
           continue;
         }
-        if (!f.Matches(off, n, out)) {
-          failures.Add(f.name + " [" + std::to_string(off) + ", +" + std::to_string(n) +
+        if (!f.matches(off, n, out)) {
+          failures.add(f.name + " [" + std::to_string(off) + ", +" + std::to_string(n) +
                        "): wrong bytes");
         }
         const uint64_t end = std::min<uint64_t>(off + n, f.size());
@@ -271,8 +271,8 @@ TEST_F(CoreReaderTest, RandomReadsFromEightThreadsFetchEachTouchedChunkOnce) {
     });
   }
   for (auto& th : threads) th.join();
-  ASSERT_EQ(failures.count(), 0) << failures.Text();
-  WaitIdle();
+  ASSERT_EQ(failures.count(), 0) << failures.text();
+  wait_idle();
 
   const json counters = sim_->counters();
   ASSERT_FALSE(counters.is_discarded());
@@ -307,7 +307,7 @@ TEST_F(CoreReaderTest, RandomReadsFromEightThreadsFetchEachTouchedChunkOnce) {
 // (a) Whole-file sequential readers with readahead on (same file from three threads, other
 // files from others) plus a random reader: every chunk still crosses the network exactly once.
 TEST_F(CoreReaderTest, SequentialReadersWithReadaheadShareEveryFetch) {
-  Start(1ull << 30, Options());
+  start(1ull << 30, Options());
   struct Job {
     const File* file;
     bool sequential;
@@ -332,9 +332,9 @@ TEST_F(CoreReaderTest, SequentialReadersWithReadaheadShareEveryFetch) {
         for (uint64_t off = 0; off < f.size();) {
           const size_t n = std::uniform_int_distribution<size_t>(1, 3 * kMiB)(rng);
           Status st = reader_->read(*h, off, n, &out);
-          if (!st.ok() || !f.Matches(off, n, out)) {
-            failures.Add(f.name + " at " + std::to_string(off) + ": " +
-                         (st.ok() ? "wrong bytes" : st.ToString()));
+          if (!st.ok() || !f.matches(off, n, out)) {
+            failures.add(f.name + " at " + std::to_string(off) + ": " +
+                         (st.ok() ? "wrong bytes" : st.to_string()));
             return;
           }
           off += out.size();
@@ -345,9 +345,9 @@ TEST_F(CoreReaderTest, SequentialReadersWithReadaheadShareEveryFetch) {
         const uint64_t off = RandomOffset(rng, f.size());
         const size_t n = RandomSize(rng);
         Status st = reader_->read(*h, off, n, &out);
-        if (!st.ok() || !f.Matches(off, n, out)) {
-          failures.Add(f.name + " random at " + std::to_string(off) + ": " +
-                       (st.ok() ? "wrong bytes" : st.ToString()));
+        if (!st.ok() || !f.matches(off, n, out)) {
+          failures.add(f.name + " random at " + std::to_string(off) + ": " +
+                       (st.ok() ? "wrong bytes" : st.to_string()));
           continue;
         }
         if (out.size() <= kDirectMax) small_large += out.size();
@@ -355,8 +355,8 @@ TEST_F(CoreReaderTest, SequentialReadersWithReadaheadShareEveryFetch) {
     });
   }
   for (auto& th : threads) th.join();
-  ASSERT_EQ(failures.count(), 0) << failures.Text();
-  WaitIdle();
+  ASSERT_EQ(failures.count(), 0) << failures.text();
+  wait_idle();
 
   const json counters = sim_->counters();
   ASSERT_FALSE(counters.is_discarded());
@@ -388,7 +388,7 @@ TEST_F(CoreReaderTest, SequentialReadersWithReadaheadShareEveryFetch) {
 // upstream fault every read must succeed with the right bytes, and the store must add up.
 TEST_F(CoreReaderTest, ReadersRaceGcPinRmAndPrefetch) {
   const uint64_t capacity = 16 * kMiB;  // large.bin is 160 chunks: put() evicts all the time
-  Start(capacity, Options());
+  start(capacity, Options());
   const File* files[] = {large_, exact_, tiny_};
   const int reads = kTsan ? 10 : 60;
 
@@ -414,9 +414,9 @@ TEST_F(CoreReaderTest, ReadersRaceGcPinRmAndPrefetch) {
         const size_t n = RandomSize(rng);
         Status st = reader_->read(*h[which], off, n, &out);
         if (!st.ok()) {
-          failures.Add(f.name + " at " + std::to_string(off) + ": " + st.ToString());
-        } else if (!f.Matches(off, n, out)) {
-          failures.Add(f.name + " at " + std::to_string(off) + ": wrong bytes");
+          failures.add(f.name + " at " + std::to_string(off) + ": " + st.to_string());
+        } else if (!f.matches(off, n, out)) {
+          failures.add(f.name + " at " + std::to_string(off) + ": wrong bytes");
         } else {
           reads_ok++;
         }
@@ -430,8 +430,8 @@ TEST_F(CoreReaderTest, ReadersRaceGcPinRmAndPrefetch) {
     std::mt19937_64 rng(3100);
     for (int r = 0; r < (kTsan ? 2 : 8); ++r) {
       for (const File* f : {exact_, tiny_}) {
-        if (std::string e = ReadWhole(*f, rng); !e.empty()) {
-          failures.Add(e);
+        if (std::string e = read_whole(*f, rng); !e.empty()) {
+          failures.add(e);
         } else {
           reads_ok++;
         }
@@ -453,9 +453,9 @@ TEST_F(CoreReaderTest, ReadersRaceGcPinRmAndPrefetch) {
       while (off < end) {
         const size_t n = std::uniform_int_distribution<size_t>(64 * 1024, 2 * kMiB)(rng);
         Status st = reader_->read(*h, off, n, &out);
-        if (!st.ok() || !f.Matches(off, n, out)) {
-          failures.Add("large.bin sequential at " + std::to_string(off) + ": " +
-                       (st.ok() ? "wrong bytes" : st.ToString()));
+        if (!st.ok() || !f.matches(off, n, out)) {
+          failures.add("large.bin sequential at " + std::to_string(off) + ": " +
+                       (st.ok() ? "wrong bytes" : st.to_string()));
           break;
         }
         reads_ok++;
@@ -469,8 +469,8 @@ TEST_F(CoreReaderTest, ReadersRaceGcPinRmAndPrefetch) {
   threads.emplace_back([&] {  // gc
     while (readers_left > 0) {
       uint64_t freed = 0;
-      if (index::Status s = store().evict_to(0, &freed); !s.ok())
-        failures.Add("gc: " + s.ToString());
+      if (Status s = store().evict_to(0, &freed); !s.ok())
+        failures.add("gc: " + s.to_string());
       gc_freed += freed;
       std::this_thread::sleep_for(milliseconds(3));
     }
@@ -480,8 +480,8 @@ TEST_F(CoreReaderTest, ReadersRaceGcPinRmAndPrefetch) {
     while (readers_left > 0) {
       const File& f = *files[std::uniform_int_distribution<int>(0, 2)(rng)];
       const bool pin = std::uniform_int_distribution<int>(0, 1)(rng) == 1;
-      if (index::Status s = store().set_pinned(f.cid, pin); !s.ok()) {
-        failures.Add("pin: " + s.ToString());
+      if (Status s = store().set_pinned(f.cid, pin); !s.ok()) {
+        failures.add("pin: " + s.to_string());
       }
       pins++;
       std::this_thread::sleep_for(milliseconds(2));
@@ -491,8 +491,8 @@ TEST_F(CoreReaderTest, ReadersRaceGcPinRmAndPrefetch) {
     std::mt19937_64 rng(3400);
     while (readers_left > 0) {
       const File& f = *files[std::uniform_int_distribution<int>(0, 2)(rng)];
-      if (index::Status s = store().remove_content(f.cid); !s.ok()) {
-        failures.Add("rm: " + s.ToString());
+      if (Status s = store().remove_content(f.cid); !s.ok()) {
+        failures.add("rm: " + s.to_string());
       }
       removals++;
       std::this_thread::sleep_for(milliseconds(7));
@@ -512,9 +512,9 @@ TEST_F(CoreReaderTest, ReadersRaceGcPinRmAndPrefetch) {
     }
   });
   for (auto& th : threads) th.join();
-  WaitIdle();
+  wait_idle();
 
-  EXPECT_EQ(failures.count(), 0) << failures.Text();
+  EXPECT_EQ(failures.count(), 0) << failures.text();
   EXPECT_GT(reads_ok.load(), 0u);
   // Prefetch may find its file evicted again before hashing (not found) or the room taken by
   // pinned data (no space); anything else, above all an I/O error (a sha256 verdict), is wrong.
@@ -557,8 +557,8 @@ TEST_F(CoreReaderTest, ReadersRaceGcPinRmAndPrefetch) {
     for (uint32_t c = 0; c < f->chunks(); ++c) {
       if (!store().contains(f->cid, c)) continue;
       const auto len = static_cast<uint32_t>(f->chunk_len(c));
-      index::Status s = store().read(f->cid, c, 0, len, buf.data());
-      ASSERT_TRUE(s.ok()) << f->name << " chunk " << c << ": " << s.ToString();
+      Status s = store().read(f->cid, c, 0, len, buf.data());
+      ASSERT_TRUE(s.ok()) << f->name << " chunk " << c << ": " << s.to_string();
       EXPECT_EQ(std::memcmp(buf.data(), f->bytes.data() + uint64_t{c} * kChunk, len), 0)
           << f->name << " chunk " << c;
       present += len;
@@ -572,8 +572,8 @@ TEST_F(CoreReaderTest, ReadersRaceGcPinRmAndPrefetch) {
   EXPECT_EQ(store().stats().chunks, 0u);
   // And the files still read correctly afterwards.
   std::mt19937_64 rng(3600);
-  EXPECT_EQ(ReadWhole(*exact_, rng), "");
-  EXPECT_EQ(ReadWhole(*tiny_, rng), "");
+  EXPECT_EQ(read_whole(*exact_, rng), "");
+  EXPECT_EQ(read_whole(*tiny_, rng), "");
 }
 
 // Several handles read the end of a file that is cached but not yet hashed (its chunks were
@@ -582,7 +582,7 @@ TEST_F(CoreReaderTest, ReadersRaceGcPinRmAndPrefetch) {
 // Regression: a waiter that found the cursor finished used to start a fresh cursor and hash the
 // whole file again, one waiter after another.
 TEST_F(CoreReaderTest, EndReadersWaitingForOneVerdictHashTheFileOnce) {
-  Start(1ull << 30, Options());
+  start(1ull << 30, Options());
   const File& f = *large_;
   for (uint32_t c = 0; c < f.chunks(); ++c) {
     ASSERT_TRUE(
@@ -602,13 +602,13 @@ TEST_F(CoreReaderTest, EndReadersWaitingForOneVerdictHashTheFileOnce) {
       start.arrive_and_wait();
       const uint64_t off = f.size() - 4096;
       Status st = reader_->read(*h, off, 4096, &out);
-      if (!st.ok() || !f.Matches(off, 4096, out)) {
-        failures.Add(st.ok() ? "wrong bytes" : st.ToString());
+      if (!st.ok() || !f.matches(off, 4096, out)) {
+        failures.add(st.ok() ? "wrong bytes" : st.to_string());
       }
     });
   }
   for (auto& th : threads) th.join();
-  EXPECT_EQ(failures.count(), 0) << failures.Text();
+  EXPECT_EQ(failures.count(), 0) << failures.text();
   EXPECT_TRUE(store().is_verified(f.cid));
   EXPECT_EQ(CdnBytes(sim_->counters(), f.cid), 0u);  // served from the cache alone
   EXPECT_EQ(reader_->stats().files_verified, 1u)
@@ -619,7 +619,7 @@ TEST_F(CoreReaderTest, EndReadersWaitingForOneVerdictHashTheFileOnce) {
 // before the mismatch fails at the file's end; none completes with wrong bytes. Afterwards a
 // prefetch fetches clean bytes and the content is marked verified.
 TEST_F(CoreReaderTest, Sha256MismatchFailsTheEndForEveryHandleOpenBeforeIt) {
-  Start(1ull << 30, Options());
+  start(1ull << 30, Options());
   const File& f = *exact_;
   const json armed =
       sim_->fault({{"kind", "corrupt"}, {"at", 1000}, {"count", 1}, {"match", "/cdn/"}});
@@ -654,14 +654,14 @@ TEST_F(CoreReaderTest, Sha256MismatchFailsTheEndForEveryHandleOpenBeforeIt) {
           o.failed_end = std::min<uint64_t>(off + n, f.size());
           return;
         }
-        if (!f.Matches(off, n, out)) o.bytes_right = false;
+        if (!f.matches(off, n, out)) o.bytes_right = false;
         off += out.size();
       }
       o.completed = true;
     });
   }
   for (auto& th : threads) th.join();
-  WaitIdle();
+  wait_idle();
 
   ASSERT_EQ(sim_->counters().value("faults_fired", -1), 1) << "the corruption never happened";
   // The flipped byte reached the store and the hash caught it, once.
@@ -681,10 +681,10 @@ TEST_F(CoreReaderTest, Sha256MismatchFailsTheEndForEveryHandleOpenBeforeIt) {
   }
   // The bad data is gone: a prefetch gets clean bytes and a verdict, and a new handle reads them.
   Status st = reader_->fetch_all(f.loc, f.cid, 4, nullptr);
-  ASSERT_TRUE(st.ok()) << st.ToString();
+  ASSERT_TRUE(st.ok()) << st.to_string();
   EXPECT_TRUE(store().is_verified(f.cid));
   std::mt19937_64 rng(4100);
-  EXPECT_EQ(ReadWhole(f, rng), "");
+  EXPECT_EQ(read_whole(f, rng), "");
   EXPECT_EQ(reader_->stats().sha256_mismatches, 1u);
 }
 
@@ -693,7 +693,7 @@ TEST_F(CoreReaderTest, Sha256MismatchFailsTheEndForEveryHandleOpenBeforeIt) {
 TEST_F(CoreReaderTest, StrictModeServesNothingWhileUpstreamIsCorrupt) {
   CoreOptions o = Options();
   o.strict_verify = true;
-  Start(1ull << 30, o);
+  start(1ull << 30, o);
   const json armed =
       sim_->fault({{"kind", "corrupt"}, {"at", 1000}, {"count", -1}, {"match", "/cdn/"}});
   ASSERT_TRUE(armed.is_object() && armed.contains("armed")) << armed.dump();
@@ -721,7 +721,7 @@ TEST_F(CoreReaderTest, StrictModeServesNothingWhileUpstreamIsCorrupt) {
     });
   }
   for (auto& th : threads) th.join();
-  WaitIdle();
+  wait_idle();
   EXPECT_EQ(oks.load(), 0) << "strict mode served bytes of a file whose sha256 never matched";
   EXPECT_EQ(errors.load(), kThreads * reads);
   EXPECT_EQ(not_io.load(), 0);
@@ -731,7 +731,7 @@ TEST_F(CoreReaderTest, StrictModeServesNothingWhileUpstreamIsCorrupt) {
   sim_->clear_faults();
   std::mt19937_64 rng(5100);
   for (const File* f : files) {
-    EXPECT_EQ(ReadWhole(*f, rng), "");
+    EXPECT_EQ(read_whole(*f, rng), "");
     EXPECT_TRUE(store().is_verified(f->cid)) << f->name;
   }
 }
@@ -744,7 +744,7 @@ TEST_F(CoreReaderTest, StrictModeChecksAChunkRefetchedAfterPartialEviction) {
   CoreOptions o = Options();
   o.strict_verify = true;
   o.readahead_initial = 0;  // only the chunk asked for is fetched
-  Start(1ull << 30, o);
+  start(1ull << 30, o);
   const File& f = *tiny_;
   ASSERT_TRUE(reader_->fetch_all(f.loc, f.cid, 1, nullptr).ok());
   ASSERT_TRUE(store().is_verified(f.cid));
@@ -770,7 +770,7 @@ TEST_F(CoreReaderTest, StrictModeChecksAChunkRefetchedAfterPartialEviction) {
   Status st = reader_->read(*h, off, f.chunk_len(gone), &out);
   ASSERT_EQ(sim_->counters().value("faults_fired", -1), 1) << "the refetch was not corrupted";
   if (st.ok()) {
-    EXPECT_TRUE(f.Matches(off, f.chunk_len(gone), out))
+    EXPECT_TRUE(f.matches(off, f.chunk_len(gone), out))
         << "strict mode served a refetched, unverified chunk with corrupt bytes";
   }
 }

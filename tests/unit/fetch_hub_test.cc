@@ -58,8 +58,8 @@ std::string Sha256Hex(const std::string& data) {
 class Sha256 {
  public:
   Sha256() : ctx_(EVP_MD_CTX_new()) { EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr); }
-  void Update(const char* d, size_t n) { EVP_DigestUpdate(ctx_.get(), d, n); }
-  std::string Hex() {
+  void update(const char* d, size_t n) { EVP_DigestUpdate(ctx_.get(), d, n); }
+  std::string hex() {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
     EVP_DigestFinal_ex(ctx_.get(), md, &n);
@@ -170,7 +170,7 @@ TEST_F(HubClientTest, RepoInfoBranchTagCommitAndEncodedRevision) {
                                           {"refs/pr/1", repo["refs"]["refs/pr/1"]},
                                           {repo["tags"]["v1.0"], repo["tags"]["v1.0"]}}) {
     Status s = c.repo_info(kVersioned, rev, &info);
-    ASSERT_TRUE(s.ok()) << rev << ": " << s.ToString();
+    ASSERT_TRUE(s.ok()) << rev << ": " << s.to_string();
     EXPECT_EQ(info.sha, want) << rev;
   }
   EXPECT_EQ(c.options().endpoint, sim_->hub_url());
@@ -192,17 +192,17 @@ TEST_F(HubClientTest, NotFoundRepoRevisionEntry) {
   HubClient basic(Options(kBasic));
   RepoInfo info;
   Status s = anon.repo_info("modelfs-test/no-such-repo", "", &info);
-  EXPECT_EQ(s.code(), Code::kRepoNotFound) << s.ToString();
+  EXPECT_EQ(s.code(), Code::kRepoNotFound) << s.to_string();
   s = basic.repo_info("modelfs-test/no-such-repo", "", &info);
-  EXPECT_EQ(s.code(), Code::kRepoNotFound) << s.ToString();
+  EXPECT_EQ(s.code(), Code::kRepoNotFound) << s.to_string();
   s = anon.repo_info(kVersioned, "no-such-branch", &info);
-  EXPECT_EQ(s.code(), Code::kRevisionNotFound) << s.ToString();
+  EXPECT_EQ(s.code(), Code::kRevisionNotFound) << s.to_string();
   s = anon.repo_info("not a repo id", "", &info);
-  EXPECT_EQ(s.code(), Code::kRepoNotFound) << s.ToString();
+  EXPECT_EQ(s.code(), Code::kRepoNotFound) << s.to_string();
 
   std::vector<TreeEntry> tree;
   s = anon.list_tree(kVersioned, std::string(40, '0'), &tree);
-  EXPECT_EQ(s.code(), Code::kRevisionNotFound) << s.ToString();
+  EXPECT_EQ(s.code(), Code::kRevisionNotFound) << s.to_string();
 
   FileLocation f = File(kEdge, "small.txt");
   f.path = "no-such-file.txt";
@@ -210,7 +210,7 @@ TEST_F(HubClientTest, NotFoundRepoRevisionEntry) {
   f.size = 0;
   std::string out;
   s = Read(anon, f, 0, 10, &out);
-  EXPECT_EQ(s.code(), Code::kEntryNotFound) << s.ToString();
+  EXPECT_EQ(s.code(), Code::kEntryNotFound) << s.to_string();
   EXPECT_EQ(s.http_status(), 404);
   EXPECT_GE(anon.counters().errors, 5u);
 }
@@ -219,33 +219,33 @@ TEST_F(HubClientTest, PrivateRepoNeedsAToken) {
   RepoInfo info;
   HubClient anon(Options());
   Status s = anon.repo_info(kPrivate, "", &info);
-  EXPECT_EQ(s.code(), Code::kRepoNotFound) << s.ToString();
+  EXPECT_EQ(s.code(), Code::kRepoNotFound) << s.to_string();
   EXPECT_NE(s.message().find("HF_TOKEN"), std::string::npos) << s.message();
   EXPECT_EQ(s.http_status(), 401);
 
   HubClient basic(Options(kBasic));
   s = basic.repo_info(kPrivate, "", &info);
-  EXPECT_EQ(s.code(), Code::kRepoNotFound) << s.ToString();
+  EXPECT_EQ(s.code(), Code::kRepoNotFound) << s.to_string();
 
   HubClient full(Options(kFull));
   s = full.repo_info(kPrivate, "", &info);
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_TRUE(s.ok()) << s.to_string();
   EXPECT_TRUE(info.is_private);
 
   // The token must not show up in any message.
   HubClient bad(Options("hf_not_a_valid_token_secret"));
   s = bad.repo_info(kVersioned, "", &info);
-  EXPECT_EQ(s.code(), Code::kNoAccess) << s.ToString();
-  EXPECT_EQ(s.ToString().find("hf_not_a_valid_token_secret"), std::string::npos);
+  EXPECT_EQ(s.code(), Code::kNoAccess) << s.to_string();
+  EXPECT_EQ(s.to_string().find("hf_not_a_valid_token_secret"), std::string::npos);
 
   // Bytes of the private repo, through the CDN, with the full token.
   FileLocation f = File(kPrivate, "pytorch_model.bin");
   std::string out;
   s = Read(full, f, 0, f.size, &out);
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_TRUE(s.ok()) << s.to_string();
   EXPECT_EQ(Sha256Hex(out), (*sim_->file(kPrivate, f.commit, f.path))["sha256"]);
   s = Read(anon, f, 0, 10, &out);
-  EXPECT_EQ(s.code(), Code::kRepoNotFound) << s.ToString();
+  EXPECT_EQ(s.code(), Code::kRepoNotFound) << s.to_string();
   EXPECT_EQ(Counter(sim_->counters(), "cdn_auth_leaks"), 0);
 }
 
@@ -276,22 +276,22 @@ TEST_F(HubClientTest, GatedRepo) {
   FileLocation f = File(kGated, "config.json");
   std::string out;
   Status s = Read(anon, f, 0, f.size, &out);
-  EXPECT_EQ(s.code(), Code::kGated) << s.ToString();
+  EXPECT_EQ(s.code(), Code::kGated) << s.to_string();
   EXPECT_EQ(s.http_status(), 401);
 
   HubClient basic(Options(kBasic));
   s = Read(basic, f, 0, f.size, &out);
-  EXPECT_EQ(s.code(), Code::kGated) << s.ToString();
+  EXPECT_EQ(s.code(), Code::kGated) << s.to_string();
   EXPECT_EQ(s.http_status(), 403);
 
   HubClient full(Options(kFull));
   s = Read(full, f, 0, f.size, &out);
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_TRUE(s.ok()) << s.to_string();
   EXPECT_EQ(out, Local(f));
 
   FileLocation st = File(kGated, "model.safetensors");
   s = Read(full, st, 0, st.size, &out);
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_TRUE(s.ok()) << s.to_string();
   EXPECT_EQ(Sha256Hex(out), (*sim_->file(kGated, st.commit, st.path))["sha256"]);
   EXPECT_EQ(Counter(sim_->counters(), "cdn_auth_leaks"), 0);
 }
@@ -336,7 +336,7 @@ TEST_F(HubClientTest, ListTreeFollowsPaginationAndMatchesManifest) {
     const std::string commit = sim_->branch_commit(repo);
     std::vector<TreeEntry> tree;
     Status s = c.list_tree(repo, commit, &tree);
-    ASSERT_TRUE(s.ok()) << repo << ": " << s.ToString();
+    ASSERT_TRUE(s.ok()) << repo << ": " << s.to_string();
     const auto& mc = sim_->repo(repo)["commits"][commit];
     ExpectTreeMatchesManifest(tree, mc);
     const size_t total = mc["files"].size() + mc["dirs"].size();
@@ -374,12 +374,12 @@ TEST_F(HubClientTest, ReadSmallGitFileExact) {
     const std::string want = Local(f);
     std::string out;
     Status s = Read(c, f, 0, f.size, &out);
-    ASSERT_TRUE(s.ok()) << path << ": " << s.ToString();
+    ASSERT_TRUE(s.ok()) << path << ": " << s.to_string();
     EXPECT_EQ(out, want) << path;
     // A middle slice.
     if (f.size > 4) {
       s = Read(c, f, 2, f.size - 3, &out);
-      ASSERT_TRUE(s.ok()) << s.ToString();
+      ASSERT_TRUE(s.ok()) << s.to_string();
       EXPECT_EQ(out, want.substr(2, f.size - 3));
     }
   }
@@ -419,15 +419,15 @@ TEST_F(HubClientTest, ReadLargeLfsFileByRangesReusesCdnUrl) {
     const uint64_t len = std::min(step, f.size - off);
     uint64_t got = 0;
     Status s = c.read_range(f, off, len, [&](const char* d, size_t n) {
-      h.Update(d, n);
+      h.update(d, n);
       got += n;
       return true;
     });
-    ASSERT_TRUE(s.ok()) << off << ": " << s.ToString();
+    ASSERT_TRUE(s.ok()) << off << ": " << s.to_string();
     ASSERT_EQ(got, len);
     ++requests;
   }
-  EXPECT_EQ(h.Hex(), (*sim_->file(kEdge, f.commit, f.path))["sha256"]);
+  EXPECT_EQ(h.hex(), (*sim_->file(kEdge, f.commit, f.path))["sha256"]);
   auto cnt = sim_->counters();
   EXPECT_EQ(Counter(cnt, "resolve"), 1);  // later ranges skip the Hub
   EXPECT_EQ(Counter(cnt, "cdn"), static_cast<int64_t>(requests));
@@ -488,7 +488,7 @@ TEST_F(HubClientTest, Burst503Recovers) {
   FileLocation f = File(kEdge, "small.txt");
   std::string out;
   Status s = Read(c, f, 0, f.size, &out);
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_TRUE(s.ok()) << s.to_string();
   EXPECT_EQ(out, Local(f));
   EXPECT_EQ(c.counters().retries, 2u);
   EXPECT_EQ(c.counters().errors, 0u);
@@ -507,7 +507,7 @@ TEST_F(HubClientTest, PersistentServerErrorGivesUpAfterMaxAttempts) {
   FileLocation f = File(kEdge, "small.txt");
   std::string out;
   Status s = Read(c, f, 0, f.size, &out);
-  EXPECT_EQ(s.code(), Code::kNetwork) << s.ToString();
+  EXPECT_EQ(s.code(), Code::kNetwork) << s.to_string();
   EXPECT_EQ(s.http_status(), 500);
   EXPECT_EQ(c.counters().requests, 3u);
   EXPECT_EQ(c.counters().retries, 2u);
@@ -526,7 +526,7 @@ TEST_F(HubClientTest, RateLimitRetryAfterIsHonoured) {
   const auto t0 = Clock::now();
   Status s = Read(c, f, 0, f.size, &out);
   const double waited = Seconds(Clock::now() - t0);
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_TRUE(s.ok()) << s.to_string();
   EXPECT_GE(waited, 0.95);
   EXPECT_LT(waited, 3.0);
 
@@ -555,7 +555,7 @@ TEST_F(HubClientTest, RateLimitBeyondDeadlineFailsFast) {
   std::string out;
   const auto t0 = Clock::now();
   Status s = Read(c, f, 0, f.size, &out);
-  EXPECT_EQ(s.code(), Code::kRateLimited) << s.ToString();
+  EXPECT_EQ(s.code(), Code::kRateLimited) << s.to_string();
   EXPECT_EQ(s.http_status(), 429);
   EXPECT_LT(Seconds(Clock::now() - t0), 1.0);
 }
@@ -571,7 +571,7 @@ TEST_F(HubClientTest, DropMidBodyResumesExactly) {
                {"match", "large.bin"}});
   std::string out;
   Status s = Read(c, f, 10 * kMiB, 12 * kMiB, &out);
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_TRUE(s.ok()) << s.to_string();
   ASSERT_EQ(out.size(), want.size());
   EXPECT_TRUE(out == want);
   EXPECT_EQ(c.counters().retries, 2u);
@@ -593,7 +593,7 @@ TEST_F(HubClientTest, TruncatedBodyIsDetectedAndResumed) {
   sim_->fault({{"kind", "truncate"}, {"after_bytes", 1000}, {"count", 1}, {"match", "4MiB.bin"}});
   std::string out;
   Status s = Read(c, f, 0, f.size, &out);
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_TRUE(s.ok()) << s.to_string();
   EXPECT_TRUE(out == Local(f));
   EXPECT_EQ(c.counters().retries, 1u);
 
@@ -601,7 +601,7 @@ TEST_F(HubClientTest, TruncatedBodyIsDetectedAndResumed) {
   FileLocation g = File(kEdge, ".gitattributes");
   sim_->fault({{"kind", "truncate"}, {"after_bytes", 100}, {"count", 1}, {"match", "gitattr"}});
   s = Read(c, g, 0, g.size, &out);
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_TRUE(s.ok()) << s.to_string();
   EXPECT_EQ(out, Local(g));
 }
 
@@ -612,18 +612,18 @@ TEST_F(HubClientTest, IgnoredRangeIsHandled) {
   sim_->fault({{"kind", "ignore_range"}, {"count", 1}, {"match", "exact-4MiB.bin"}});
   std::string out;
   Status s = Read(c, f, 1000003, 5000, &out);
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_TRUE(s.ok()) << s.to_string();
   EXPECT_EQ(out, all.substr(1000003, 5000));
   // Git file from the Hub.
   FileLocation g = File(kEdge, ".gitattributes");
   sim_->fault({{"kind", "ignore_range"}, {"count", 1}, {"match", "gitattributes"}});
   s = Read(c, g, 10, 20, &out);
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_TRUE(s.ok()) << s.to_string();
   EXPECT_EQ(out, Local(g).substr(10, 20));
   // Through the end of the file.
   sim_->fault({{"kind", "ignore_range"}, {"count", 1}, {"match", "exact-4MiB.bin"}});
   s = Read(c, f, f.size - 10, 10, &out);
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_TRUE(s.ok()) << s.to_string();
   EXPECT_EQ(out, all.substr(f.size - 10));
 }
 
@@ -642,7 +642,7 @@ TEST_F(HubClientTest, StallEndsInTimeout) {
   const auto t0 = Clock::now();
   Status s = Read(c, f, 0, f.size, &out);
   const double took = Seconds(Clock::now() - t0);
-  EXPECT_EQ(s.code(), Code::kTimeout) << s.ToString();
+  EXPECT_EQ(s.code(), Code::kTimeout) << s.to_string();
   EXPECT_GE(took, 0.9);
   EXPECT_LT(took, 1.0 + 2.5);
 }
@@ -659,7 +659,7 @@ TEST_F(HubClientTest, StallIsRetriedAndResumed) {
                {"match", "exact-4MiB.bin"}});
   std::string out;
   Status s = Read(c, f, 0, f.size, &out);
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_TRUE(s.ok()) << s.to_string();
   EXPECT_TRUE(out == Local(f));
   EXPECT_EQ(c.counters().retries, 1u);
 }
@@ -679,7 +679,7 @@ TEST_F(HubClientTest, DeadlineBoundsTheCall) {
   const auto t0 = Clock::now();
   Status s = Read(c, f, 0, f.size, &out);
   const double took = Seconds(Clock::now() - t0);
-  EXPECT_EQ(s.code(), Code::kTimeout) << s.ToString();
+  EXPECT_EQ(s.code(), Code::kTimeout) << s.to_string();
   EXPECT_LT(took, 1.5 + 1.0);
 }
 
@@ -691,7 +691,7 @@ TEST_F(HubClientTest, ExpiredCdnUrlIsResolvedAgain) {
   ASSERT_TRUE(Read(c, f, 0, 1000, &out).ok());
   sim_->fault({{"kind", "cdn_expire"}});
   Status s = Read(c, f, 5000, 1000, &out);
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_TRUE(s.ok()) << s.to_string();
   EXPECT_EQ(out, all.substr(5000, 1000));
   auto cnt = sim_->counters();
   EXPECT_EQ(Counter(cnt, "resolve"), 2);
@@ -750,7 +750,7 @@ TEST_F(HubClientTest, ConnectionRefusedIsNetworkErrorWithinDeadline) {
   RepoInfo info;
   const auto t0 = Clock::now();
   Status s = c.repo_info(kEdge, "", &info);
-  EXPECT_EQ(s.code(), Code::kNetwork) << s.ToString();
+  EXPECT_EQ(s.code(), Code::kNetwork) << s.to_string();
   EXPECT_LT(Seconds(Clock::now() - t0), 3.0 + 1.0);
   EXPECT_EQ(c.counters().requests, static_cast<uint64_t>(o.max_attempts));
 }
@@ -761,13 +761,13 @@ TEST_F(HubClientTest, EtagMismatchIsProtocolError) {
   FileLocation lfs = File(kEdge, "exact-4MiB.bin");
   lfs.etag = std::string(64, '0');
   Status s = Read(c, lfs, 0, 100, &out);
-  EXPECT_EQ(s.code(), Code::kProtocol) << s.ToString();
+  EXPECT_EQ(s.code(), Code::kProtocol) << s.to_string();
   EXPECT_TRUE(out.empty());
 
   FileLocation git = File(kEdge, "small.txt");
   git.etag = std::string(40, '0');
   s = Read(c, git, 0, 5, &out);
-  EXPECT_EQ(s.code(), Code::kProtocol) << s.ToString();
+  EXPECT_EQ(s.code(), Code::kProtocol) << s.to_string();
   EXPECT_TRUE(out.empty());
   EXPECT_EQ(c.counters().retries, 0u);
 
@@ -775,7 +775,7 @@ TEST_F(HubClientTest, EtagMismatchIsProtocolError) {
   FileLocation sized = File(kEdge, "exact-4MiB.bin");
   sized.size += 1;
   s = Read(c, sized, 0, 100, &out);
-  EXPECT_EQ(s.code(), Code::kProtocol) << s.ToString();
+  EXPECT_EQ(s.code(), Code::kProtocol) << s.to_string();
   // No etag known: accepted.
   FileLocation loose = File(kEdge, "exact-4MiB.bin");
   loose.etag.clear();
@@ -790,7 +790,7 @@ TEST_F(HubClientTest, SinkCancelStopsWithoutRetry) {
     got += n;
     return got < 1 * kMiB;
   });
-  EXPECT_EQ(s.code(), Code::kCancelled) << s.ToString();
+  EXPECT_EQ(s.code(), Code::kCancelled) << s.to_string();
   EXPECT_EQ(c.counters().retries, 0u);
   EXPECT_EQ(c.counters().errors, 0u);
   EXPECT_LT(got, 2 * kMiB);
@@ -803,7 +803,7 @@ TEST_F(HubClientTest, RangesOfOldCommitsAndBranches) {
     FileLocation f = File(kVersioned, "weights.bin", branch);
     std::string out;
     Status s = Read(c, f, 0, f.size, &out);
-    ASSERT_TRUE(s.ok()) << branch << ": " << s.ToString();
+    ASSERT_TRUE(s.ok()) << branch << ": " << s.to_string();
     EXPECT_EQ(Sha256Hex(out), (*sim_->file(kVersioned, f.commit, f.path))["sha256"]) << branch;
   }
 }
@@ -830,7 +830,7 @@ class ScriptedServer {
     getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
     port_ = ntohs(addr.sin_port);
     listen(fd_, 16);
-    thread_ = std::thread([this] { Loop(); });
+    thread_ = std::thread([this] { loop(); });
   }
   ~ScriptedServer() {
     stop_ = true;
@@ -852,7 +852,7 @@ class ScriptedServer {
   }
 
  private:
-  void Loop() {
+  void loop() {
     while (!stop_) {
       pollfd p{fd_, POLLIN, 0};
       if (poll(&p, 1, 50) <= 0) continue;
@@ -972,7 +972,7 @@ TEST(HubClientHostile, AuthGoesToTheHubOnlyAndRedirectIsChecked) {
     out.append(d, n);
     return true;
   });
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_TRUE(s.ok()) << s.to_string();
   EXPECT_EQ(out, Payload().substr(10, 20));
   ASSERT_EQ(hub.requests().size(), 1u);
   EXPECT_EQ(hub.requests()[0].headers["authorization"], "Bearer hf_secret_token");
@@ -1001,7 +1001,7 @@ TEST(HubClientHostile, BadRedirectTargetsAreProtocolErrors) {
        {"file:///etc/passwd", "ftp://127.0.0.1/x", "gopher://x/", "", "http://"}) {
     ScriptedServer hub(RedirectTo(loc));
     Status s = ReadFake(hub.url());
-    EXPECT_EQ(s.code(), Code::kProtocol) << loc << ": " << s.ToString();
+    EXPECT_EQ(s.code(), Code::kProtocol) << loc << ": " << s.to_string();
   }
 }
 
@@ -1011,7 +1011,7 @@ TEST(HubClientHostile, RedirectLoopAndTooManyHops) {
   });
   ScriptedServer hub(RedirectTo(loop_cdn.url() + "/blob"));
   Status s = ReadFake(hub.url());
-  EXPECT_EQ(s.code(), Code::kProtocol) << s.ToString();
+  EXPECT_EQ(s.code(), Code::kProtocol) << s.to_string();
 
   std::atomic<int> n{0};
   ScriptedServer chain_cdn([&n](const ScriptedServer::Req&) {
@@ -1019,7 +1019,7 @@ TEST(HubClientHostile, RedirectLoopAndTooManyHops) {
   });
   ScriptedServer hub2(RedirectTo(chain_cdn.url() + "/hop0"));
   s = ReadFake(hub2.url());
-  EXPECT_EQ(s.code(), Code::kProtocol) << s.ToString();
+  EXPECT_EQ(s.code(), Code::kProtocol) << s.to_string();
   EXPECT_LE(chain_cdn.requests().size(), 6u);
 }
 
@@ -1066,7 +1066,7 @@ TEST(HubClientHostile, TruncatedBodyResumesFromTheLastByte) {
     out.append(d, n);
     return true;
   });
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_TRUE(s.ok()) << s.to_string();
   EXPECT_EQ(out, Payload());
   EXPECT_EQ(calls.load(), 2);
 }
@@ -1083,7 +1083,7 @@ TEST(HubClientHostile, NoResponseIsAStall) {
   HubClient c(o);
   const auto t0 = Clock::now();
   Status s = c.read_range(FakeFile(), 0, 10, [](const char*, size_t) { return true; });
-  EXPECT_EQ(s.code(), Code::kTimeout) << s.ToString();
+  EXPECT_EQ(s.code(), Code::kTimeout) << s.to_string();
   EXPECT_LT(Seconds(Clock::now() - t0), 1.0 + 1.5);
 }
 
@@ -1117,7 +1117,7 @@ TEST(HubClientHostile, TreeIsCleanedUp) {
   HubClient c(FakeOptions(hub.url()));
   std::vector<TreeEntry> tree;
   Status s = c.list_tree("org/name", "main", &tree);
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_TRUE(s.ok()) << s.to_string();
   std::vector<std::string> got;
   for (const auto& e : tree) got.push_back(e.path + (e.is_dir ? "/" : ""));
   EXPECT_EQ(got,

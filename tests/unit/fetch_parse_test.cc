@@ -17,7 +17,7 @@ std::vector<TreeEntry> Parse(const std::string& json, size_t* skipped, Status* s
   *skipped = 0;
   Status s = ParseTreePage(json, &out, skipped);
   if (status != nullptr) *status = s;
-  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_TRUE(s.ok()) << s.to_string();
   return out;
 }
 
@@ -182,7 +182,7 @@ TEST(ParseRepoInfo, Valid) {
                                R"(","private":true,"gated":"manual",
       "lastModified":"2024-01-01T00:00:00.000Z","siblings":[{"rfilename":"x"}]})",
                            &info);
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_TRUE(s.ok()) << s.to_string();
   EXPECT_EQ(info.id, "org/name");
   EXPECT_EQ(info.sha, std::string(40, 'a'));  // normalised to lowercase
   EXPECT_TRUE(info.is_private);
@@ -380,15 +380,6 @@ TEST(ParseRetryAfterSeconds, Cases) {
   // Absurd waits are capped at one day.
   EXPECT_EQ(ParseRetryAfterSeconds("99999999999999999", ""), 86400);
   EXPECT_EQ(ParseRetryAfterSeconds("999999999999999999999999", ""), std::nullopt);
-}
-
-TEST(Status, ToStringAndNames) {
-  EXPECT_EQ(Status().ToString(), "Ok");
-  EXPECT_EQ(Status(Code::kGated, "x is gated", 403).ToString(), "Gated: x is gated (HTTP 403)");
-  EXPECT_EQ(Status(Code::kTimeout, "stall").ToString(), "Timeout: stall");
-  for (int c = 0; c <= static_cast<int>(Code::kCancelled); ++c) {
-    EXPECT_STRNE(CodeName(static_cast<Code>(c)), "Unknown");
-  }
 }
 
 }  // namespace

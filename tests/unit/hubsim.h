@@ -50,8 +50,8 @@ class HubSim {
   };
 
   HubSim() : HubSim(Options{}) {}
-  explicit HubSim(Options options) : options_(std::move(options)) { Start(); }
-  ~HubSim() { Stop(); }
+  explicit HubSim(Options options) : options_(std::move(options)) { start(); }
+  ~HubSim() { stop(); }
   HubSim(const HubSim&) = delete;
   HubSim& operator=(const HubSim&) = delete;
 
@@ -141,7 +141,7 @@ class HubSim {
     return dir;
   }
 
-  void Start() {
+  void start() {
     static std::once_flag curl_once;  // curl_easy_init would do it lazily, but not thread-safely
     std::call_once(curl_once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
     std::string err;
@@ -225,7 +225,7 @@ class HubSim {
     error_ = "hubsim not ready within " + std::to_string(options_.ready_timeout.count()) + " s";
   }
 
-  void Stop() {
+  void stop() {
     if (pid_ > 0) {
       kill(pid_, SIGTERM);
       const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);

@@ -40,7 +40,7 @@ class CacheTest : public ::testing::Test {
   void Open() {
     cache_.reset();
     Status s = Cache::Open(opts_, &cache_);
-    ASSERT_TRUE(s.ok()) << s.ToString();
+    ASSERT_TRUE(s.ok()) << s.to_string();
   }
   fs::path ChunkPath(const std::string& id, uint32_t idx) const {
     return opts_.dir / "chunks" / id.substr(0, 2) / id / std::to_string(idx);
@@ -48,7 +48,7 @@ class CacheTest : public ::testing::Test {
   std::string Read(const std::string& id, uint32_t idx, uint32_t len) {
     std::string out(len, '\0');
     Status s = cache_->chunks().read(id, idx, 0, len, out.data());
-    return s.ok() ? out : "<" + s.ToString() + ">";
+    return s.ok() ? out : "<" + s.to_string() + ">";
   }
 
   fs::path root_;

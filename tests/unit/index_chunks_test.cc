@@ -87,7 +87,7 @@ class ChunksTest : public ::testing::Test {
       ASSERT_TRUE(Db::Open((root_ / "index.sqlite").string(), &db_).ok());
     }
     Status s = ChunkStore::Open(*db_, opts_, recover, &store_);
-    ASSERT_TRUE(s.ok()) << s.ToString();
+    ASSERT_TRUE(s.ok()) << s.to_string();
   }
   void Close() {
     store_.reset();
@@ -353,7 +353,7 @@ TEST_F(ChunksTest, PinnedNeverEvicted) {
   // Fill with pinned data: no room for more, nothing written.
   ASSERT_TRUE(store_->put(p, 2, Bytes(p, 2, cs)).ok());
   Status s = store_->put(q, 5, Bytes(q, 5, cs));
-  EXPECT_EQ(s.code(), Code::kNoSpace) << s.ToString();
+  EXPECT_EQ(s.code(), Code::kNoSpace) << s.to_string();
   EXPECT_FALSE(store_->contains(q, 5));
   EXPECT_FALSE(fs::exists(ChunkPath(q, 5)));
   EXPECT_EQ(DiskUsage(), std::make_pair(uint64_t{3ull * cs}, uint64_t{3}));
@@ -409,7 +409,7 @@ TEST_F(ChunksTest, LeasedChunkNotEvictedWhileRead) {
   }
   cv.notify_all();
   reader.join();
-  EXPECT_TRUE(read_status.ok()) << read_status.ToString();
+  EXPECT_TRUE(read_status.ok()) << read_status.to_string();
   EXPECT_EQ(got, Bytes(a, 0, cs));
   ASSERT_TRUE(store_->evict_to(0, &freed).ok());  // lease released: now it goes
   EXPECT_EQ(freed, cs);
@@ -426,7 +426,7 @@ TEST_F(ChunksTest, CapacityNeverExceededOnDisk) {
     const uint32_t size = 1 + rng() % opts_.chunk_size;
     const auto idx = static_cast<uint32_t>(i);
     Status s = store_->put(id, idx, Bytes(id, idx, size));
-    ASSERT_TRUE(s.ok()) << s.ToString();
+    ASSERT_TRUE(s.ok()) << s.to_string();
     if (i % 3 == 0) Read(id, idx, 0, 1);
     auto [bytes, files] = DiskUsage();
     ASSERT_LE(bytes, opts_.capacity_bytes) << i;
@@ -453,7 +453,7 @@ TEST_F(ChunksTest, FlippedByteIsCorruptAndDropped) {
   EXPECT_EQ(Read(id, 0, 0, kBlock), Bytes(id, 0, cs).substr(0, kBlock));
   Status s;
   Read(id, 0, 3 * kBlock, 10, &s);
-  EXPECT_EQ(s.code(), Code::kCorrupt) << s.ToString();
+  EXPECT_EQ(s.code(), Code::kCorrupt) << s.to_string();
   EXPECT_FALSE(store_->contains(id, 0));
   EXPECT_FALSE(fs::exists(ChunkPath(id, 0)));
   EXPECT_EQ(store_->stats().corrupt_chunks, 1u);
@@ -634,7 +634,7 @@ TEST_F(ChunksTest, DiskFullEvictsAndRetriesOnce) {
   EXPECT_TRUE(store_->contains(Id(111), 0));
   failures = 2;  // fails again after the retry: kNoSpace, nothing written
   Status s = store_->put(Id(112), 0, Bytes(Id(112), 0, 1000));
-  EXPECT_EQ(s.code(), Code::kNoSpace) << s.ToString();
+  EXPECT_EQ(s.code(), Code::kNoSpace) << s.to_string();
   EXPECT_FALSE(store_->contains(Id(112), 0));
   EXPECT_FALSE(fs::exists(ChunkPath(Id(112), 0)));
   EXPECT_EQ(CountTempFiles(), 0);
@@ -728,7 +728,7 @@ TEST_F(ChunksTest, ConcurrentPutReadEvict) {
             ++nospace;
           } else if (!s.ok()) {
             ++bad;
-            ADD_FAILURE() << s.ToString();
+            ADD_FAILURE() << s.to_string();
           }
         } else if (op < 9) {
           const uint32_t off = static_cast<uint32_t>(rng() % size);
@@ -744,7 +744,7 @@ TEST_F(ChunksTest, ConcurrentPutReadEvict) {
             ++misses;
           } else {
             ++bad;
-            ADD_FAILURE() << s.ToString();
+            ADD_FAILURE() << s.to_string();
           }
         } else if (i % 3 == 0) {
           EXPECT_TRUE(store_->evict_to(rng() % (8ull * cs), nullptr).ok());

@@ -7,7 +7,7 @@
 #include <string>
 
 #include "index/db.h"
-#include "index/status.h"
+#include "fs/base/status.h"
 
 namespace modelfs::index {
 namespace {
@@ -30,11 +30,11 @@ class DbTest : public ::testing::Test {
 
 TEST(StatusTest, NamesAndToString) {
   EXPECT_TRUE(Status::Ok().ok());
-  EXPECT_EQ(Status::Ok().ToString(), "ok");
+  EXPECT_EQ(Status::Ok().to_string(), "ok");
   Status s(Code::kNotFound, "chunk x");
   EXPECT_FALSE(s.ok());
   EXPECT_EQ(s.code(), Code::kNotFound);
-  EXPECT_EQ(s.ToString(), "not found: chunk x");
+  EXPECT_EQ(s.to_string(), "not found: chunk x");
   EXPECT_STREQ(CodeName(Code::kCorrupt), "corrupt");
   EXPECT_STREQ(CodeName(Code::kBusy), "busy");
   EXPECT_STREQ(CodeName(Code::kNoSpace), "no space");
@@ -160,7 +160,7 @@ TEST_F(DbTest, GarbageFileIsCorrupt) {
   }
   std::unique_ptr<Db> db;
   Status s = Db::Open(path_, &db);
-  EXPECT_EQ(s.code(), Code::kCorrupt) << s.ToString();
+  EXPECT_EQ(s.code(), Code::kCorrupt) << s.to_string();
   EXPECT_EQ(db, nullptr);
 }
 
@@ -190,7 +190,7 @@ TEST_F(DbTest, DamagedPagesFailCheck) {
     std::lock_guard lock(db->mutex());
     s = db->check();
   }
-  EXPECT_EQ(s.code(), Code::kCorrupt) << s.ToString();
+  EXPECT_EQ(s.code(), Code::kCorrupt) << s.to_string();
 }
 
 }  // namespace
