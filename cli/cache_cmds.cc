@@ -59,14 +59,15 @@ class Progress {
       start_bytes_ = e.value("cached_bytes", uint64_t{0});
       files_ = e.value("files", 0);
       t0_ = now;
-      std::fprintf(stderr, "%s@%s: %d files, %s; %s already cached\n",
-                   e.value("repo", "").c_str(), e.value("commit", "").substr(0, 12).c_str(), files_,
-                   FormatSize(total_).c_str(), FormatSize(start_bytes_).c_str());
+      std::fprintf(stderr, "%s@%s: %d files, %s; %s already cached\n", e.value("repo", "").c_str(),
+                   e.value("commit", "").substr(0, 12).c_str(), files_, FormatSize(total_).c_str(),
+                   FormatSize(start_bytes_).c_str());
     } else if (ev == "progress") {
       draw(e, now, false);
     } else if (ev == "file_done") {
       clear();
-      std::fprintf(stderr, "  done %s (%s%s)\n", e.value("file", "").c_str(), Bytes(e, "size").c_str(),
+      std::fprintf(stderr, "  done %s (%s%s)\n", e.value("file", "").c_str(),
+                   Bytes(e, "size").c_str(),
                    e.value("fetched", uint64_t{0}) == 0 ? ", was cached" : "");
       if (tty_) draw(e, now, true);
     } else if (ev == "verified" && !e.value("ok", true)) {
@@ -88,19 +89,24 @@ class Progress {
     double secs = std::chrono::duration<double>(now - t0_).count();
     double speed = secs > 0.2 ? static_cast<double>(done - start_bytes_) / secs : 0;
     double pct = total_ ? 100.0 * static_cast<double>(done) / static_cast<double>(total_) : 100;
-    std::string eta = speed > 0 ? std::to_string(static_cast<int>(static_cast<double>(total_ - done) / speed)) + "s" : "?";
+    std::string eta =
+        speed > 0
+            ? std::to_string(static_cast<int>(static_cast<double>(total_ - done) / speed)) + "s"
+            : "?";
     if (tty_) {
       int width = 24, fill = static_cast<int>(pct / 100 * width);
-      std::string bar = std::string(static_cast<size_t>(fill), '#') + std::string(static_cast<size_t>(width - fill), '-');
-      std::fprintf(stderr, "\r\033[K[%s] %5.1f%% %s/%s %s/s ETA %s files %d/%d %s", bar.c_str(), pct,
-                   FormatSize(done).c_str(), FormatSize(total_).c_str(),
+      std::string bar = std::string(static_cast<size_t>(fill), '#') +
+                        std::string(static_cast<size_t>(width - fill), '-');
+      std::fprintf(stderr, "\r\033[K[%s] %5.1f%% %s/%s %s/s ETA %s files %d/%d %s", bar.c_str(),
+                   pct, FormatSize(done).c_str(), FormatSize(total_).c_str(),
                    FormatSize(static_cast<uint64_t>(speed)).c_str(), eta.c_str(), fdone, files_,
                    current_.c_str());
       drawn_ = true;
     } else if (force || now - last_line_ >= std::chrono::seconds(2)) {
       last_line_ = now;
-      std::fprintf(stderr, "progress: %.1f%% %s of %s, %s/s, files %d/%d\n", pct, FormatSize(done).c_str(),
-                   FormatSize(total_).c_str(), FormatSize(static_cast<uint64_t>(speed)).c_str(), fdone, files_);
+      std::fprintf(stderr, "progress: %.1f%% %s of %s, %s/s, files %d/%d\n", pct,
+                   FormatSize(done).c_str(), FormatSize(total_).c_str(),
+                   FormatSize(static_cast<uint64_t>(speed)).c_str(), fdone, files_);
     }
     std::fflush(stderr);
   }
@@ -135,12 +141,16 @@ int CheckArgs(const CacheArgs& a, bool repo_required) {
 
 // Runs the request and prints errors; returns the exit code and leaves the answer in *final.
 int Execute(const CacheArgs& a, const json& request, json* final, Progress* progress = nullptr) {
-  int rc = RunRequest(a.common, request, [&](const json& e) {
-    if (progress) progress->on(e);
-  }, final);
+  int rc = RunRequest(
+      a.common, request,
+      [&](const json& e) {
+        if (progress) progress->on(e);
+      },
+      final);
   if (progress) progress->finish();
   if (rc == 130 || (rc == -1 && final->value("code", "") == "cancelled")) {
-    std::fprintf(stderr, "modelfs: interrupted; what was fetched is kept, run it again to resume\n");
+    std::fprintf(stderr,
+                 "modelfs: interrupted; what was fetched is kept, run it again to resume\n");
     return 130;
   }
   if (rc != -1) return rc;
@@ -150,7 +160,9 @@ int Execute(const CacheArgs& a, const json& request, json* final, Progress* prog
   return ExitCodeFor(*final);
 }
 
-void PrintJson(const json& j) { std::printf("%s\n", j.dump(2).c_str()); }
+void PrintJson(const json& j) {
+  std::printf("%s\n", j.dump(2).c_str());
+}
 // Streaming commands print JSON lines: events, then {"event": "result", ...}.
 void PrintResultLine(json r) {
   r["event"] = "result";
@@ -189,8 +201,8 @@ int RunLs(const CacheArgs& a) {
     return 0;
   }
   if (a.repo.empty()) {
-    std::printf("%-48s %10s %7s %9s %7s %-10s %s\n", "REPO", "ON DISK", "FILES", "COMPLETE", "PINNED",
-                "ACCESSED", "REVISIONS");
+    std::printf("%-48s %10s %7s %9s %7s %-10s %s\n", "REPO", "ON DISK", "FILES", "COMPLETE",
+                "PINNED", "ACCESSED", "REVISIONS");
     for (const auto& r : repos) {
       std::string revs;
       for (auto& [rev, sha] : r["revisions"].items()) {
@@ -204,14 +216,17 @@ int RunLs(const CacheArgs& a) {
     if (repos.empty()) std::printf("(nothing cached)\n");
     return 0;
   }
-  std::printf("%-60s %10s %8s %6s %-10s %s\n", "FILE", "SIZE", "CACHED", "PINNED", "ACCESSED", "COMMIT");
+  std::printf("%-60s %10s %8s %6s %-10s %s\n", "FILE", "SIZE", "CACHED", "PINNED", "ACCESSED",
+              "COMMIT");
   for (const auto& r : repos) {
     for (const auto& f : r["files"]) {
       uint64_t size = f.value("size", uint64_t{0}), cached = f.value("cached_bytes", uint64_t{0});
       char pct[16];
-      std::snprintf(pct, sizeof pct, "%.0f%%", size ? 100.0 * static_cast<double>(cached) / static_cast<double>(size) : 100.0);
-      std::printf("%-60s %10s %8s %6s %-10s %s\n", f.value("path", "").c_str(), FormatSize(size).c_str(),
-                  pct, f.value("pinned", false) ? "yes" : "", Ago(f.value("last_access", int64_t{0})).c_str(),
+      std::snprintf(pct, sizeof pct, "%.0f%%",
+                    size ? 100.0 * static_cast<double>(cached) / static_cast<double>(size) : 100.0);
+      std::printf("%-60s %10s %8s %6s %-10s %s\n", f.value("path", "").c_str(),
+                  FormatSize(size).c_str(), pct, f.value("pinned", false) ? "yes" : "",
+                  Ago(f.value("last_access", int64_t{0})).c_str(),
                   f.value("commit", "").substr(0, 12).c_str());
     }
   }
@@ -220,10 +235,14 @@ int RunLs(const CacheArgs& a) {
 
 std::string FormatCount(uint64_t n) {
   char buf[32];
-  if (n >= 1000000000ull) std::snprintf(buf, sizeof buf, "%.2fB", static_cast<double>(n) / 1e9);
-  else if (n >= 1000000ull) std::snprintf(buf, sizeof buf, "%.2fM", static_cast<double>(n) / 1e6);
-  else if (n >= 1000ull) std::snprintf(buf, sizeof buf, "%.1fK", static_cast<double>(n) / 1e3);
-  else std::snprintf(buf, sizeof buf, "%llu", static_cast<unsigned long long>(n));
+  if (n >= 1000000000ull)
+    std::snprintf(buf, sizeof buf, "%.2fB", static_cast<double>(n) / 1e9);
+  else if (n >= 1000000ull)
+    std::snprintf(buf, sizeof buf, "%.2fM", static_cast<double>(n) / 1e6);
+  else if (n >= 1000ull)
+    std::snprintf(buf, sizeof buf, "%.1fK", static_cast<double>(n) / 1e3);
+  else
+    std::snprintf(buf, sizeof buf, "%llu", static_cast<unsigned long long>(n));
   return buf;
 }
 
@@ -241,21 +260,28 @@ int RunInfo(const CacheArgs& a) {
               r.value("revision", "").c_str(), r.value("commit", "").c_str(), r["files"].size(),
               Bytes(r, "total_bytes").c_str(), Bytes(r, "cached_bytes").c_str());
   for (const auto& f : r["files"]) {
-    std::printf("  %-56s %10s %s\n", f.value("path", "").c_str(), Bytes(f, "size").c_str(),
-                f.value("cached_bytes", uint64_t{0}) == f.value("size", uint64_t{0}) ? "cached" : "");
+    std::printf(
+        "  %-56s %10s %s\n", f.value("path", "").c_str(), Bytes(f, "size").c_str(),
+        f.value("cached_bytes", uint64_t{0}) == f.value("size", uint64_t{0}) ? "cached" : "");
     if (f.contains("model")) {
       const json& m = f["model"];
       std::string dtypes;
-      for (const auto& d : m["dtypes"]) dtypes += (dtypes.empty() ? "" : ", ") + d.value("dtype", "") + " x" + std::to_string(d.value("tensors", 0));
-      std::printf("      %s: architecture %s, %s parameters, %llu tensors (%s)%s%s\n",
-                  m.value("format", "").c_str(), m.value("architecture", "?").c_str(),
-                  FormatCount(m.value("parameters", uint64_t{0})).c_str(),
-                  static_cast<unsigned long long>(m.value("tensors", uint64_t{0})), dtypes.c_str(),
-                  m.value("context_length", uint64_t{0}) ? (", context " + std::to_string(m.value("context_length", uint64_t{0}))).c_str() : "",
-                  m.value("file_type", "").empty() ? "" : (", " + m.value("file_type", "")).c_str());
+      for (const auto& d : m["dtypes"])
+        dtypes += (dtypes.empty() ? "" : ", ") + d.value("dtype", "") + " x" +
+                  std::to_string(d.value("tensors", 0));
+      std::printf(
+          "      %s: architecture %s, %s parameters, %llu tensors (%s)%s%s\n",
+          m.value("format", "").c_str(), m.value("architecture", "?").c_str(),
+          FormatCount(m.value("parameters", uint64_t{0})).c_str(),
+          static_cast<unsigned long long>(m.value("tensors", uint64_t{0})), dtypes.c_str(),
+          m.value("context_length", uint64_t{0})
+              ? (", context " + std::to_string(m.value("context_length", uint64_t{0}))).c_str()
+              : "",
+          m.value("file_type", "").empty() ? "" : (", " + m.value("file_type", "")).c_str());
       std::string rt;
       for (const auto& x : m["runtimes"]) rt += (rt.empty() ? "" : ", ") + x.get<std::string>();
-      std::printf("      loads in: %s (header read: %s)\n", rt.c_str(), Bytes(m, "bytes_read").c_str());
+      std::printf("      loads in: %s (header read: %s)\n", rt.c_str(),
+                  Bytes(m, "bytes_read").c_str());
     } else if (f.contains("model_error")) {
       std::printf("      unreadable header: %s\n", f.value("model_error", "").c_str());
     }
@@ -274,18 +300,24 @@ int RunStats(const CacheArgs& a) {
   }
   const json &c = s["cache"], &r = s["reads"], &u = s["upstream"];
   std::printf("cache      %s: %s of %s used, %s pinned, %llu chunks\n", c.value("dir", "").c_str(),
-              Bytes(c, "used_bytes").c_str(), Bytes(c, "limit_bytes").c_str(), Bytes(c, "pinned_bytes").c_str(),
+              Bytes(c, "used_bytes").c_str(), Bytes(c, "limit_bytes").c_str(),
+              Bytes(c, "pinned_bytes").c_str(),
               static_cast<unsigned long long>(c.value("chunks", uint64_t{0})));
-  std::printf("served     %s (%s from cache, %s fetched), hit ratio %.1f%%\n", Bytes(r, "bytes_served").c_str(),
-              Bytes(r, "bytes_from_cache").c_str(), Bytes(r, "bytes_fetched").c_str(), 100 * r.value("hit_ratio", 0.0));
+  std::printf("served     %s (%s from cache, %s fetched), hit ratio %.1f%%\n",
+              Bytes(r, "bytes_served").c_str(), Bytes(r, "bytes_from_cache").c_str(),
+              Bytes(r, "bytes_fetched").c_str(), 100 * r.value("hit_ratio", 0.0));
   std::printf("evictions  %llu chunks (%s); corrupt chunks found %llu\n",
-              static_cast<unsigned long long>(c.value("evicted_chunks", uint64_t{0})), Bytes(c, "evicted_bytes").c_str(),
+              static_cast<unsigned long long>(c.value("evicted_chunks", uint64_t{0})),
+              Bytes(c, "evicted_bytes").c_str(),
               static_cast<unsigned long long>(c.value("corrupt_chunks", uint64_t{0})));
-  std::printf("in flight  %llu chunks; %llu open files\n", static_cast<unsigned long long>(r.value("inflight_chunks", uint64_t{0})),
+  std::printf("in flight  %llu chunks; %llu open files\n",
+              static_cast<unsigned long long>(r.value("inflight_chunks", uint64_t{0})),
               static_cast<unsigned long long>(s.value("open_files", uint64_t{0})));
   std::printf("upstream   %llu requests, %s, %llu retries, %llu errors\n",
-              static_cast<unsigned long long>(u.value("requests", uint64_t{0})), Bytes(u, "bytes").c_str(),
-              static_cast<unsigned long long>(u.value("retries", uint64_t{0})), static_cast<unsigned long long>(u.value("errors", uint64_t{0})));
+              static_cast<unsigned long long>(u.value("requests", uint64_t{0})),
+              Bytes(u, "bytes").c_str(),
+              static_cast<unsigned long long>(u.value("retries", uint64_t{0})),
+              static_cast<unsigned long long>(u.value("errors", uint64_t{0})));
   std::printf("uptime     %llds\n", static_cast<long long>(s.value("uptime_seconds", int64_t{0})));
   return 0;
 }
@@ -302,7 +334,8 @@ int RunSimple(const CacheArgs& a, const std::string& op, json args) {
     std::printf("freed %s; cache now %s (%s pinned)\n", Bytes(r, "freed_bytes").c_str(),
                 Bytes(r, "used_bytes").c_str(), Bytes(r, "pinned_bytes").c_str());
   } else if (op == "rm") {
-    std::printf("removed %d files, freed %s\n", r.value("removed_files", 0), Bytes(r, "freed_bytes").c_str());
+    std::printf("removed %d files, freed %s\n", r.value("removed_files", 0),
+                Bytes(r, "freed_bytes").c_str());
   } else if (op == "unpin") {
     std::printf("unpinned %d files\n", r.value("unpinned_files", 0));
   } else if (op == "verify") {
@@ -335,7 +368,8 @@ std::vector<Runner> AddCacheCommands(CLI::App& app) {
     setup(cmd, a.get());
     runners.push_back([a, run] { return run(*a); });
   };
-  add("prefetch",
+  add(
+      "prefetch",
       "Fetch whole files into the cache, with progress; Ctrl-C stops, running again resumes.\n"
       "Examples:\n  modelfs prefetch Qwen/Qwen2.5-0.5B-Instruct\n"
       "  modelfs prefetch org/repo-GGUF '*Q4_K_M.gguf'\n"
@@ -343,19 +377,25 @@ std::vector<Runner> AddCacheCommands(CLI::App& app) {
       [](CLI::App* c, CacheArgs* a) {
         c->add_option("repo", a->repo, "org/name[@revision]")->required();
         AddSelection(c, a);
-        c->add_option("--jobs", a->jobs, "Parallel range downloads per file")->capture_default_str()->check(CLI::Range(1, 64));
+        c->add_option("--jobs", a->jobs, "Parallel range downloads per file")
+            ->capture_default_str()
+            ->check(CLI::Range(1, 64));
       },
       [](const CacheArgs& a) { return RunPrefetch(a, false); });
-  add("pin",
+  add(
+      "pin",
       "Prefetch files and keep them: pinned data is never evicted (survives gc and restarts).\n"
       "Example:\n  modelfs pin org/name '*.gguf'",
       [](CLI::App* c, CacheArgs* a) {
         c->add_option("repo", a->repo, "org/name[@revision]")->required();
         AddSelection(c, a);
-        c->add_option("--jobs", a->jobs, "Parallel range downloads per file")->capture_default_str()->check(CLI::Range(1, 64));
+        c->add_option("--jobs", a->jobs, "Parallel range downloads per file")
+            ->capture_default_str()
+            ->check(CLI::Range(1, 64));
       },
       [](const CacheArgs& a) { return RunPrefetch(a, true); });
-  add("unpin", "Let pinned files be evicted again.\nExample:\n  modelfs unpin org/name",
+  add(
+      "unpin", "Let pinned files be evicted again.\nExample:\n  modelfs unpin org/name",
       [](CLI::App* c, CacheArgs* a) {
         c->add_option("repo", a->repo, "org/name[@revision]")->required();
         AddSelection(c, a);
@@ -364,36 +404,48 @@ std::vector<Runner> AddCacheCommands(CLI::App& app) {
         if (int rc = CheckArgs(a, true)) return rc;
         return RunSimple(a, "unpin", RequestArgs(a));
       });
-  add("ls", "Cached repos, or the files of one: size on disk, how much is cached, pins.\n"
-            "Examples:\n  modelfs ls\n  modelfs ls org/name --json",
+  add(
+      "ls",
+      "Cached repos, or the files of one: size on disk, how much is cached, pins.\n"
+      "Examples:\n  modelfs ls\n  modelfs ls org/name --json",
       [](CLI::App* c, CacheArgs* a) { c->add_option("repo", a->repo, "org/name[@revision]"); },
       [](const CacheArgs& a) { return RunLs(a); });
-  add("info",
+  add(
+      "info",
       "What a repo holds before downloading it: files, sizes, and what GGUF and safetensors\n"
       "headers say (architecture, parameters, dtypes), read with a few small range requests.\n"
       "Example:\n  modelfs info org/repo-GGUF",
-      [](CLI::App* c, CacheArgs* a) { c->add_option("repo", a->repo, "org/name[@revision]")->required(); },
+      [](CLI::App* c, CacheArgs* a) {
+        c->add_option("repo", a->repo, "org/name[@revision]")->required();
+      },
       [](const CacheArgs& a) { return RunInfo(a); });
-  add("stats", "Cache size and limit, hits, fetches, evictions, errors, in-flight downloads.\n"
-               "Example:\n  modelfs stats --mount /mnt/models",
+  add(
+      "stats",
+      "Cache size and limit, hits, fetches, evictions, errors, in-flight downloads.\n"
+      "Example:\n  modelfs stats --mount /mnt/models",
       [](CLI::App*, CacheArgs*) {}, [](const CacheArgs& a) { return RunStats(a); });
-  add("gc", "Evict least-recently-used unpinned data down to SIZE (default: 90% of the limit).\n"
-            "Example:\n  modelfs gc --to 10G",
+  add(
+      "gc",
+      "Evict least-recently-used unpinned data down to SIZE (default: 90% of the limit).\n"
+      "Example:\n  modelfs gc --to 10G",
       [](CLI::App* c, CacheArgs* a) { c->add_option("--to", a->to, "Target size: 10G, 500M, 0"); },
       [](const CacheArgs& a) {
         json args = json::object();
         if (!a.to.empty()) {
           auto to = ParseSize(a.to);
           if (!to) {
-            std::fprintf(stderr, "modelfs: --to '%s' is not a size; use e.g. 10G, 500M or 0\n", a.to.c_str());
+            std::fprintf(stderr, "modelfs: --to '%s' is not a size; use e.g. 10G, 500M or 0\n",
+                         a.to.c_str());
             return static_cast<int>(kExitUsage);
           }
           args["to"] = *to;
         }
         return RunSimple(a, "gc", args);
       });
-  add("rm", "Drop cached data of a repo (or --all); pinned data needs --force.\n"
-            "Examples:\n  modelfs rm org/name\n  modelfs rm org/name '*.bin'\n  modelfs rm --all --force",
+  add(
+      "rm",
+      "Drop cached data of a repo (or --all); pinned data needs --force.\n"
+      "Examples:\n  modelfs rm org/name\n  modelfs rm org/name '*.bin'\n  modelfs rm --all --force",
       [](CLI::App* c, CacheArgs* a) {
         c->add_option("repo", a->repo, "org/name[@revision]");
         AddSelection(c, a);
@@ -411,8 +463,12 @@ std::vector<Runner> AddCacheCommands(CLI::App& app) {
         args["force"] = a.force;
         return RunSimple(a, "rm", args);
       });
-  add("verify", "Re-hash cached data; report and drop anything corrupt.\nExample:\n  modelfs verify org/name",
-      [](CLI::App* c, CacheArgs* a) { c->add_option("repo", a->repo, "org/name[@revision] (default: all)"); },
+  add(
+      "verify",
+      "Re-hash cached data; report and drop anything corrupt.\nExample:\n  modelfs verify org/name",
+      [](CLI::App* c, CacheArgs* a) {
+        c->add_option("repo", a->repo, "org/name[@revision] (default: all)");
+      },
       [](const CacheArgs& a) {
         if (int rc = CheckArgs(a, false)) return rc;
         Progress p(a.common.json);

@@ -20,12 +20,14 @@ using nlohmann::json;
 
 volatile std::sig_atomic_t g_interrupted = 0;  // the one global: written by the SIGINT handler
 
-void OnSigint(int) { g_interrupted = 1; }
+void OnSigint(int) {
+  g_interrupted = 1;
+}
 
 struct SigintGuard {
-  struct sigaction old{};
+  struct sigaction old {};
   SigintGuard() {
-    struct sigaction sa{};
+    struct sigaction sa {};
     sa.sa_handler = OnSigint;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old);
@@ -103,7 +105,8 @@ int RunDirect(const CommonArgs& a, const json& request, const EventFn& on_event,
                    "answer; pass --socket or --mount, or check the mount's log\n",
                    dir.c_str());
     } else {
-      std::fprintf(stderr, "modelfs: cannot open cache %s: %s\n", dir.c_str(), s.to_string().c_str());
+      std::fprintf(stderr, "modelfs: cannot open cache %s: %s\n", dir.c_str(),
+                   s.to_string().c_str());
     }
     return s.code() == Code::kNoSpace ? kExitNoSpace : kExitError;
   }
@@ -121,7 +124,9 @@ int RunDirect(const CommonArgs& a, const json& request, const EventFn& on_event,
 
 }  // namespace
 
-bool Interrupted() { return g_interrupted != 0; }
+bool Interrupted() {
+  return g_interrupted != 0;
+}
 
 void AddCommonOptions(CLI::App* cmd, CommonArgs* a) {
   cmd->add_option("--cache-dir", a->cache_dir,
@@ -130,8 +135,10 @@ void AddCommonOptions(CLI::App* cmd, CommonArgs* a) {
   cmd->add_option("--socket", a->socket, "Control socket of a running mount");
   cmd->add_flag("--json", a->json, "Machine-readable output (JSON; events as JSON lines)");
   auto* g = cmd->add_option_group("without a running mount");
-  g->add_option("--endpoint", a->endpoint, "Hub URL (default $HF_ENDPOINT or https://huggingface.co)");
-  g->add_option("--token-file", a->token_file, "Hub token file (default: $HF_TOKEN, $HF_HOME/token)");
+  g->add_option("--endpoint", a->endpoint,
+                "Hub URL (default $HF_ENDPOINT or https://huggingface.co)");
+  g->add_option("--token-file", a->token_file,
+                "Hub token file (default: $HF_TOKEN, $HF_HOME/token)");
   g->add_option("--cache-size", a->cache_size, "Cache limit to enforce")->capture_default_str();
   g->add_flag("--offline", a->offline, "No network (also HF_HUB_OFFLINE=1)");
 }
@@ -140,7 +147,8 @@ int RunRequest(const CommonArgs& args, const json& request, const EventFn& on_ev
   SigintGuard guard;
   g_interrupted = 0;
   UniqueFd fd;
-  if (ConnectUnix(SocketPath(args), &fd).ok()) return RunRemote(std::move(fd), request, on_event, final);
+  if (ConnectUnix(SocketPath(args), &fd).ok())
+    return RunRemote(std::move(fd), request, on_event, final);
   if (!args.socket.empty() || !args.mount.empty()) {
     std::fprintf(stderr, "modelfs: no modelfs mount answers at %s\n",
                  (args.socket.empty() ? args.mount : args.socket).c_str());

@@ -3,11 +3,10 @@
 // one cache at once).
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
-
-#include <CLI/CLI.hpp>
 
 namespace modelfs::cli {
 

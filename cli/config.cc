@@ -18,15 +18,15 @@ std::string Trim(const std::string& s) {
 
 bool IsMountKey(const std::string& key) {
   static const std::set<std::string> keys = {
-      "cache_dir", "cache_size",     "endpoint", "token_file", "admin_group", "allow_other",
-      "log_level", "control_socket", "metrics",  "allow",      "deny",        "refuse_gated",
-      "revision_ttl", "read_timeout", "offline", "strict_verify", "config", "mountpoint"};
+      "cache_dir",    "cache_size",     "endpoint", "token_file",    "admin_group", "allow_other",
+      "log_level",    "control_socket", "metrics",  "allow",         "deny",        "refuse_gated",
+      "revision_ttl", "read_timeout",   "offline",  "strict_verify", "config",      "mountpoint"};
   return keys.count(key) != 0;
 }
 
 bool IsIgnoredMountOption(const std::string& key) {
-  static const std::set<std::string> keys = {"_netdev", "nofail", "noauto", "auto", "defaults",
-                                             "rw",      "ro",     "user",   "users", "nouser",
+  static const std::set<std::string> keys = {"_netdev", "nofail", "noauto", "auto",   "defaults",
+                                             "rw",      "ro",     "user",   "users",  "nouser",
                                              "dev",     "nodev",  "suid",   "nosuid", "exec",
                                              "noexec",  "owner",  "group",  "comment"};
   return keys.count(key) != 0 || key.rfind("x-", 0) == 0;

@@ -1,21 +1,21 @@
 // `modelfs mount` and `modelfs umount`.
 #include <fcntl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/basic_file_sink.h>
-#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
-#include <malloc.h>
 #include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
 #include <map>
-#include <set>
 #include <memory>
+#include <set>
 #include <thread>
 
 #include "cli/commands.h"
@@ -55,8 +55,8 @@ struct MountArgs {
   bool debug_fuse = false;
   std::string control_socket;  // default <cache-dir>/control.sock
   std::string admin_group = "modelfs";
-  std::string config;          // key = value file; flags and -o win over it
-  std::string metrics;         // "127.0.0.1:9464": Prometheus text; empty: off
+  std::string config;   // key = value file; flags and -o win over it
+  std::string metrics;  // "127.0.0.1:9464": Prometheus text; empty: off
   std::vector<std::string> allow, deny;
   bool refuse_gated = false;
   bool token_file_optional = false;  // from the config file: a missing file means anonymous
@@ -68,7 +68,8 @@ std::vector<std::string> SplitList(const std::string& v) {
   size_t start = 0;
   while (start <= v.size()) {
     size_t comma = v.find(',', start);
-    std::string item = v.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    std::string item =
+        v.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
     item.erase(0, item.find_first_not_of(" \t"));
     item.erase(item.find_last_not_of(" \t") + 1);
     if (!item.empty()) out.push_back(item);
@@ -95,22 +96,38 @@ bool ApplyKey(MountArgs& a, const std::string& key, const std::string& value, st
     *error = key + " must be true or false, not '" + value + "'";
     return false;
   };
-  if (key == "cache_dir") a.cache_dir = value;
-  else if (key == "cache_size") a.cache_size = value;
-  else if (key == "endpoint") a.endpoint = value;
-  else if (key == "token_file") a.token_file = value;
-  else if (key == "admin_group") a.admin_group = value;
-  else if (key == "log_level") a.log_level = value;
-  else if (key == "control_socket") a.control_socket = value;
-  else if (key == "metrics") a.metrics = value;
-  else if (key == "allow") a.allow = SplitList(value);
-  else if (key == "deny") a.deny = SplitList(value);
-  else if (key == "allow_other") return bool_value(&a.allow_other);
-  else if (key == "refuse_gated") return bool_value(&a.refuse_gated);
-  else if (key == "offline") return bool_value(&a.offline);
-  else if (key == "strict_verify") return bool_value(&a.strict_verify);
-  else if (key == "revision_ttl") return uint_value(&a.revision_ttl);
-  else if (key == "read_timeout") return uint_value(&a.read_timeout);
+  if (key == "cache_dir")
+    a.cache_dir = value;
+  else if (key == "cache_size")
+    a.cache_size = value;
+  else if (key == "endpoint")
+    a.endpoint = value;
+  else if (key == "token_file")
+    a.token_file = value;
+  else if (key == "admin_group")
+    a.admin_group = value;
+  else if (key == "log_level")
+    a.log_level = value;
+  else if (key == "control_socket")
+    a.control_socket = value;
+  else if (key == "metrics")
+    a.metrics = value;
+  else if (key == "allow")
+    a.allow = SplitList(value);
+  else if (key == "deny")
+    a.deny = SplitList(value);
+  else if (key == "allow_other")
+    return bool_value(&a.allow_other);
+  else if (key == "refuse_gated")
+    return bool_value(&a.refuse_gated);
+  else if (key == "offline")
+    return bool_value(&a.offline);
+  else if (key == "strict_verify")
+    return bool_value(&a.strict_verify);
+  else if (key == "revision_ttl")
+    return uint_value(&a.revision_ttl);
+  else if (key == "read_timeout")
+    return uint_value(&a.read_timeout);
   return true;  // "config" and "mountpoint" are handled by the caller
 }
 
@@ -135,15 +152,25 @@ int MergeSettings(MountArgs& a, CLI::App* cmd) {
     std::fprintf(stderr, "modelfs: %s\n", error.c_str());
     return kExitUsage;
   }
-  bool token_from_flags = cmd->get_option("--token-file")->count() > 0 || from_o.count("token_file");
+  bool token_from_flags =
+      cmd->get_option("--token-file")->count() > 0 || from_o.count("token_file");
   for (auto& [k, v] : from_o) merged[k] = v;
-  static const std::map<std::string, std::string> flag_of = {
-      {"cache_dir", "--cache-dir"},   {"cache_size", "--cache-size"},   {"endpoint", "--endpoint"},
-      {"token_file", "--token-file"}, {"admin_group", "--admin-group"}, {"log_level", "--log-level"},
-      {"control_socket", "--control-socket"}, {"metrics", "--metrics"}, {"allow", "--allow"},
-      {"deny", "--deny"}, {"allow_other", "--allow-other"}, {"refuse_gated", "--refuse-gated"},
-      {"offline", "--offline"}, {"revision_ttl", "--revision-ttl"}, {"read_timeout", "--read-timeout"},
-      {"strict_verify", "--strict-verify"}};
+  static const std::map<std::string, std::string> flag_of = {{"cache_dir", "--cache-dir"},
+                                                             {"cache_size", "--cache-size"},
+                                                             {"endpoint", "--endpoint"},
+                                                             {"token_file", "--token-file"},
+                                                             {"admin_group", "--admin-group"},
+                                                             {"log_level", "--log-level"},
+                                                             {"control_socket", "--control-socket"},
+                                                             {"metrics", "--metrics"},
+                                                             {"allow", "--allow"},
+                                                             {"deny", "--deny"},
+                                                             {"allow_other", "--allow-other"},
+                                                             {"refuse_gated", "--refuse-gated"},
+                                                             {"offline", "--offline"},
+                                                             {"revision_ttl", "--revision-ttl"},
+                                                             {"read_timeout", "--read-timeout"},
+                                                             {"strict_verify", "--strict-verify"}};
   for (const auto& [k, v] : from_o) a.fixed_keys.insert(k);
   for (const auto& [k, flag] : flag_of) {
     if (cmd->get_option(flag)->count() > 0) a.fixed_keys.insert(k);
@@ -162,7 +189,8 @@ int MergeSettings(MountArgs& a, CLI::App* cmd) {
 // Journald reads "<N>" syslog priorities at the start of each line and adds its own time.
 class SyslogPriorityFlag : public spdlog::custom_flag_formatter {
  public:
-  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
     static constexpr const char* kPrio[] = {"<7>", "<7>", "<6>", "<4>", "<3>", "<2>", "<6>"};
     const char* p = kPrio[static_cast<int>(msg.level)];
     dest.append(p, p + 3);
@@ -216,8 +244,11 @@ class Reloader {
         return;
       }
       // A key removed from the file goes back to its default, unless a flag fixed it.
-      static const std::map<std::string, std::string> defaults = {
-          {"log_level", "info"}, {"token_file", ""}, {"allow", ""}, {"deny", ""}, {"refuse_gated", "false"}};
+      static const std::map<std::string, std::string> defaults = {{"log_level", "info"},
+                                                                  {"token_file", ""},
+                                                                  {"allow", ""},
+                                                                  {"deny", ""},
+                                                                  {"refuse_gated", "false"}};
       for (const auto& [key, def] : defaults) {
         if (a.fixed_keys.count(key)) continue;
         const std::string& value = conf.count(key) ? conf[key] : def;
@@ -242,7 +273,8 @@ class Reloader {
     core_.set_policy({a.allow, a.deny, a.refuse_gated});
     core_.forget_misses();  // a new token may open what was refused
     spdlog::info("reloaded: log level {}, token from {}, {} allow / {} deny rules{}", a.log_level,
-                 token.source, a.allow.size(), a.deny.size(), a.refuse_gated ? ", gated refused" : "");
+                 token.source, a.allow.size(), a.deny.size(),
+                 a.refuse_gated ? ", gated refused" : "");
   }
 
   MountArgs args_;
@@ -328,13 +360,15 @@ int RunMount(const MountArgs& a) {
   // Everything that can be checked without side effects is checked before forking.
   std::error_code ec;
   if (!std::filesystem::is_directory(a.mountpoint, ec)) {
-    std::fprintf(stderr, "modelfs: mount point %s is not a directory; create it first (mkdir -p %s)\n",
+    std::fprintf(stderr,
+                 "modelfs: mount point %s is not a directory; create it first (mkdir -p %s)\n",
                  a.mountpoint.c_str(), a.mountpoint.c_str());
     return kExitUsage;
   }
   auto capacity = ParseSize(a.cache_size);
   if (!capacity || *capacity == 0) {
-    std::fprintf(stderr, "modelfs: --cache-size '%s' is not a size; use e.g. 500M, 20G or a byte count\n",
+    std::fprintf(stderr,
+                 "modelfs: --cache-size '%s' is not a size; use e.g. 500M, 20G or a byte count\n",
                  a.cache_size.c_str());
     return kExitUsage;
   }
@@ -342,13 +376,15 @@ int RunMount(const MountArgs& a) {
   if (!chunk || *chunk < index::kMinChunkSize || *chunk > index::kMaxChunkSize ||
       (*chunk & (*chunk - 1))) {
     std::fprintf(stderr, "modelfs: --chunk-size must be a power of two from %s to %s\n",
-                 FormatSize(index::kMinChunkSize).c_str(), FormatSize(index::kMaxChunkSize).c_str());
+                 FormatSize(index::kMinChunkSize).c_str(),
+                 FormatSize(index::kMaxChunkSize).c_str());
     return kExitUsage;
   }
   Token token;
   std::string error;
   MountArgs effective = a;
-  if (a.token_file_optional && access(a.token_file.c_str(), R_OK) != 0) effective.token_file.clear();
+  if (a.token_file_optional && access(a.token_file.c_str(), R_OK) != 0)
+    effective.token_file.clear();
   if (!ResolveToken(effective.token_file, &token, &error)) {
     std::fprintf(stderr, "modelfs: %s\n", error.c_str());
     return kExitUsage;
@@ -359,13 +395,15 @@ int RunMount(const MountArgs& a) {
   bool offline = a.offline || EnvOffline();
   auto level = spdlog::level::from_str(a.log_level);
   if (level == spdlog::level::off && a.log_level != "off") {
-    std::fprintf(stderr, "modelfs: --log-level must be one of trace, debug, info, warn, error, off\n");
+    std::fprintf(stderr,
+                 "modelfs: --log-level must be one of trace, debug, info, warn, error, off\n");
     return kExitUsage;
   }
 
   ReadyPipe ready;
   if (!a.foreground && Daemonize(&ready) != 0) {
-    std::fprintf(stderr, "modelfs: cannot start the background process: %s\n", std::strerror(errno));
+    std::fprintf(stderr, "modelfs: cannot start the background process: %s\n",
+                 std::strerror(errno));
     return kExitError;
   }
   // Every thread started from here on inherits a blocked SIGHUP; the Reloader takes it.
@@ -430,8 +468,8 @@ int RunMount(const MountArgs& a) {
     if (Status s = metrics->start(a.metrics); !s.ok()) return Fail(ready, kExitUsage, s.message());
   }
   Reloader reloader(a, hub, core);
-  spdlog::info("modelfs {} on {}: endpoint {}{}, cache {} ({} limit), token from {}", MODELFS_VERSION,
-               a.mountpoint, endpoint, offline ? " (offline)" : "", cache_dir,
+  spdlog::info("modelfs {} on {}: endpoint {}{}, cache {} ({} limit), token from {}",
+               MODELFS_VERSION, a.mountpoint, endpoint, offline ? " (offline)" : "", cache_dir,
                FormatSize(*capacity), token.source);
 
   fs::MountOptions mopts;
@@ -474,13 +512,15 @@ Runner AddMountCommand(CLI::App& app) {
                   "File holding a Hub token (default: $HF_TOKEN, $HF_TOKEN_PATH, $HF_HOME/token)");
   cmd->add_flag("--offline", a->offline,
                 "No network: list and read only what is cached (also HF_HUB_OFFLINE=1)");
-  cmd->add_flag("--strict-verify", a->strict_verify,
-                "Serve no byte of an LFS file until the whole file is cached and its sha256 checked "
-                "(the first read waits for the whole file; default: a read of the file's end fails "
-                "if the sha256 is wrong)");
+  cmd->add_flag(
+      "--strict-verify", a->strict_verify,
+      "Serve no byte of an LFS file until the whole file is cached and its sha256 checked "
+      "(the first read waits for the whole file; default: a read of the file's end fails "
+      "if the sha256 is wrong)");
   cmd->add_flag("-f,--foreground", a->foreground, "Stay in the foreground and log to stderr");
-  cmd->add_flag("--allow-other", a->allow_other,
-                "Let other users use the mount (needs user_allow_other in /etc/fuse.conf unless root)");
+  cmd->add_flag(
+      "--allow-other", a->allow_other,
+      "Let other users use the mount (needs user_allow_other in /etc/fuse.conf unless root)");
   cmd->add_option("--log-level", a->log_level, "trace, debug, info, warn, error or off")
       ->capture_default_str();
   cmd->add_option("-o", a->fuse_options, "libfuse mount option, passed through (repeatable)")
@@ -508,12 +548,17 @@ Runner AddMountCommand(CLI::App& app) {
                   "Unix socket for the modelfs CLI (default <cache-dir>/control.sock)");
   cmd->add_option("--config", a->config,
                   "Config file of key = value lines (see packaging/modelfs.conf); flags win");
-  cmd->add_option("--metrics", a->metrics, "Serve Prometheus metrics on IPv4:PORT (e.g. 127.0.0.1:9464)");
-  cmd->add_option("--allow", a->allow, "Only show repos matching these org/name globs")->delimiter(',');
-  cmd->add_option("--deny", a->deny, "Never show repos matching these org/name globs")->delimiter(',');
-  cmd->add_flag("--refuse-gated", a->refuse_gated, "Refuse gated repos even if the token may read them");
-  cmd->add_option("--admin-group", a->admin_group,
-                  "Group whose members may pin, unpin, gc, rm and verify (besides root and the owner)")
+  cmd->add_option("--metrics", a->metrics,
+                  "Serve Prometheus metrics on IPv4:PORT (e.g. 127.0.0.1:9464)");
+  cmd->add_option("--allow", a->allow, "Only show repos matching these org/name globs")
+      ->delimiter(',');
+  cmd->add_option("--deny", a->deny, "Never show repos matching these org/name globs")
+      ->delimiter(',');
+  cmd->add_flag("--refuse-gated", a->refuse_gated,
+                "Refuse gated repos even if the token may read them");
+  cmd->add_option(
+         "--admin-group", a->admin_group,
+         "Group whose members may pin, unpin, gc, rm and verify (besides root and the owner)")
       ->capture_default_str();
   return [a, cmd] {
     if (a->debug_fuse) a->foreground = true;
@@ -524,8 +569,9 @@ Runner AddMountCommand(CLI::App& app) {
 
 Runner AddUmountCommand(CLI::App& app) {
   auto mountpoint = std::make_shared<std::string>();
-  CLI::App* cmd = app.add_subcommand("umount", "Unmount a modelfs mount (like fusermount3 -u).\n"
-                                               "Example:\n  modelfs umount /mnt/models");
+  CLI::App* cmd = app.add_subcommand("umount",
+                                     "Unmount a modelfs mount (like fusermount3 -u).\n"
+                                     "Example:\n  modelfs umount /mnt/models");
   cmd->add_option("mountpoint", *mountpoint, "Where modelfs is mounted")->required();
   return [mountpoint] {
     Status st = fs::Unmount(*mountpoint);

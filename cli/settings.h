@@ -17,9 +17,9 @@ enum Exit : int {
   kExitNoSpace = 6,   // the cache limit or the disk is too small
 };
 
-std::string DefaultCacheDir();   // $MODELFS_CACHE_DIR, else ~/.cache/modelfs
-std::string DefaultEndpoint();   // $HF_ENDPOINT without trailing '/', else https://huggingface.co
-bool EnvOffline();               // HF_HUB_OFFLINE set to 1/true/yes/on
+std::string DefaultCacheDir();  // $MODELFS_CACHE_DIR, else ~/.cache/modelfs
+std::string DefaultEndpoint();  // $HF_ENDPOINT without trailing '/', else https://huggingface.co
+bool EnvOffline();              // HF_HUB_OFFLINE set to 1/true/yes/on
 
 struct Token {
   std::string value;   // never logged

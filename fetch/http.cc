@@ -211,7 +211,8 @@ size_t HeaderCallback(char* buffer, size_t size, size_t nitems, void* userdata) 
   if (line.front() == ' ' || line.front() == '\t') return n;  // obsolete folding: ignored
   const size_t colon = trimmed.find(':');
   if (colon == std::string_view::npos || colon == 0) return n;
-  if (!st->resp->headers.add(TrimSpace(trimmed.substr(0, colon)), TrimSpace(trimmed.substr(colon + 1)))) {
+  if (!st->resp->headers.add(TrimSpace(trimmed.substr(0, colon)),
+                             TrimSpace(trimmed.substr(colon + 1)))) {
     st->headers_too_large = true;
     return 0;
   }
@@ -371,9 +372,9 @@ Result Transport::perform(const Request& request, Response* response) {
     result = {Failure::kTooLarge, "response body too large"};
   } else if (st.headers_too_large || (rc == CURLE_OUT_OF_MEMORY && !st.headers_done)) {
     // (libcurl reports a header line over its 100 KiB limit as out of memory.)
-    result = {Failure::kTooLarge, "response headers too large (over " +
-                                      std::to_string(kMaxHeaderCount) + " headers, " +
-                                      std::to_string(kMaxHeaderTotal / 1024) + " KiB, or a line over 100 KiB)"};
+    result = {Failure::kTooLarge,
+              "response headers too large (over " + std::to_string(kMaxHeaderCount) + " headers, " +
+                  std::to_string(kMaxHeaderTotal / 1024) + " KiB, or a line over 100 KiB)"};
   } else if (st.deadline_hit) {
     result = {Failure::kDeadline, "deadline passed"};
   } else if (st.stalled) {

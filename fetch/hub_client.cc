@@ -234,7 +234,7 @@ struct HubClient::Impl {
   }
 
   http::Request base_request(const http::Url& url, Clock::time_point deadline,
-                            const std::string& bearer) const {
+                             const std::string& bearer) const {
     http::Request req;
     req.url = url.url;
     req.deadline = deadline;
@@ -262,7 +262,8 @@ struct HubClient::Impl {
       // Marks the upstream unreachable when this call gives up on a failed connection.
       auto give_up = [&] {
         if (a.connect_failed) {
-          unreachable_until_ms.store(now_ms() + kUnreachableHold.count(), std::memory_order_relaxed);
+          unreachable_until_ms.store(now_ms() + kUnreachableHold.count(),
+                                     std::memory_order_relaxed);
         }
         return a.status;
       };
@@ -294,7 +295,7 @@ struct HubClient::Impl {
 
   // One GET of a Hub API URL, following same-origin redirects. The body is buffered.
   Attempt api_get(const std::string& start_url, Clock::time_point deadline, const std::string& what,
-                 Code not_found, http::Response* out, std::string* final_url) {
+                  Code not_found, http::Response* out, std::string* final_url) {
     std::string url = start_url;
     const std::string bearer = current_token();
     std::set<std::string> seen;
@@ -353,7 +354,7 @@ struct HubClient::Impl {
   }
 
   Attempt read_attempt(const FileLocation& f, uint64_t offset, uint64_t length, uint64_t* delivered,
-                      const Sink& sink, Clock::time_point deadline);
+                       const Sink& sink, Clock::time_point deadline);
 };
 
 namespace {
@@ -411,8 +412,8 @@ Status CheckRangeHeaders(const http::Response& r, const FileLocation& f, bool fr
 }  // namespace
 
 Attempt HubClient::Impl::read_attempt(const FileLocation& f, uint64_t offset, uint64_t length,
-                                     uint64_t* delivered, const Sink& sink,
-                                     Clock::time_point deadline) {
+                                      uint64_t* delivered, const Sink& sink,
+                                      Clock::time_point deadline) {
   const std::string what = f.repo_id + "/" + f.path;
   const std::string key = f.repo_id + '\n' + f.commit + '\n' + f.path;
   const std::string resolve_url = opt.endpoint + "/" + f.repo_id + "/resolve/" +
@@ -537,8 +538,8 @@ Attempt HubClient::Impl::read_attempt(const FileLocation& f, uint64_t offset, ui
       if (from_hub && !is_hub(*next)) {
         redirects.fetch_add(1, std::memory_order_relaxed);
         cdn_put(key, CdnEntry{next->url, linked_etag,
-                             Clock::now() +
-                                 std::chrono::duration_cast<Clock::duration>(opt.cdn_url_ttl)});
+                              Clock::now() +
+                                  std::chrono::duration_cast<Clock::duration>(opt.cdn_url_ttl)});
       }
       url = next->url;
       continue;

@@ -1,5 +1,6 @@
-// Client for the Hugging Face Hub HTTP API (fetch/hub-api.md says what it relies on): repo metadata, the
-// tree listing, and byte ranges of files through the resolve endpoint and its CDN redirect.
+// Client for the Hugging Face Hub HTTP API (fetch/hub-api.md says what it relies on): repo
+// metadata, the tree listing, and byte ranges of files through the resolve endpoint and its CDN
+// redirect.
 //
 // Thread safety: every method may be called from many threads at once. Connections are pooled
 // and reused; a resolved CDN URL is reused until it expires or the CDN refuses it.
@@ -28,26 +29,27 @@ struct HubOptions {
   std::chrono::milliseconds stall_timeout{20'000};  // no byte for this long ends an attempt
   std::chrono::milliseconds deadline{60'000};       // bound on one call, retries and waits included
   int max_attempts = 5;
-  std::chrono::milliseconds backoff_initial{200};   // doubled per retry, with jitter
+  std::chrono::milliseconds backoff_initial{200};  // doubled per retry, with jitter
   std::chrono::milliseconds backoff_max{5'000};
-  std::chrono::seconds cdn_url_ttl{1800};           // reuse a presigned URL at most this long
-  size_t max_idle_connections = 32;                 // pooled curl handles kept between calls
+  std::chrono::seconds cdn_url_ttl{1800};  // reuse a presigned URL at most this long
+  size_t max_idle_connections = 32;        // pooled curl handles kept between calls
 };
 
 struct RepoInfo {
-  std::string id;    // canonical id from the Hub ("org/name")
-  std::string sha;   // 40-hex commit of the requested revision
+  std::string id;   // canonical id from the Hub ("org/name")
+  std::string sha;  // 40-hex commit of the requested revision
   bool is_private = false;
-  std::string gated;  // "" when not gated, else "auto" or "manual"
+  std::string gated;          // "" when not gated, else "auto" or "manual"
   std::string last_modified;  // ISO 8601 as sent
 };
 
 struct TreeEntry {
-  std::string path;  // relative, '/'-separated, validated (no "..", no empty parts, no control chars)
+  std::string
+      path;  // relative, '/'-separated, validated (no "..", no empty parts, no control chars)
   bool is_dir = false;
-  uint64_t size = 0;        // lfs.size when present
-  std::string oid;          // git blob sha1 (40 hex)
-  std::string lfs_sha256;   // 64 hex for LFS files, else empty
+  uint64_t size = 0;       // lfs.size when present
+  std::string oid;         // git blob sha1 (40 hex)
+  std::string lfs_sha256;  // 64 hex for LFS files, else empty
 };
 
 // One immutable file: a path in a repo at a commit.
@@ -56,18 +58,18 @@ struct FileLocation {
   std::string commit;  // 40 hex
   std::string path;
   uint64_t size = 0;
-  std::string etag;    // expected content id (sha256 or git oid); a different ETag is kProtocol
+  std::string etag;  // expected content id (sha256 or git oid); a different ETag is kProtocol
 };
 
 // Receives the requested bytes in order, each exactly once. Return false to stop (kCancelled).
 using Sink = std::function<bool(const char* data, size_t n)>;
 
 struct HubCounters {
-  uint64_t requests = 0;       // HTTP requests sent (hub + CDN)
-  uint64_t bytes = 0;          // body bytes of ranges received
+  uint64_t requests = 0;  // HTTP requests sent (hub + CDN)
+  uint64_t bytes = 0;     // body bytes of ranges received
   uint64_t retries = 0;
-  uint64_t errors = 0;         // calls that ended in an error (kCancelled is not counted)
-  uint64_t redirects = 0;      // resolve calls that returned a CDN URL
+  uint64_t errors = 0;     // calls that ended in an error (kCancelled is not counted)
+  uint64_t redirects = 0;  // resolve calls that returned a CDN URL
 };
 
 class HubClient {

@@ -25,7 +25,7 @@ std::optional<std::string> ParseLinkNext(std::string_view link_header);
 
 struct ContentRange {
   uint64_t first = 0;
-  uint64_t last = 0;   // inclusive
+  uint64_t last = 0;  // inclusive
   uint64_t total = 0;
 };
 // "bytes a-b/total" (total may not be '*' here).

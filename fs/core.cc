@@ -9,7 +9,9 @@ namespace {
 
 constexpr const char* kXattrPrefix = "user.modelfs.";
 
-std::string RepoKey(const Node& n) { return n.repo_id + "@" + n.revision; }
+std::string RepoKey(const Node& n) {
+  return n.repo_id + "@" + n.revision;
+}
 
 }  // namespace
 
@@ -37,7 +39,9 @@ Core::~Core() {
   for (OpenFile* f : handles_) delete f;
 }
 
-double Core::negative_timeout() const { return static_cast<double>(options_.negative_ttl.count()); }
+double Core::negative_timeout() const {
+  return static_cast<double>(options_.negative_ttl.count());
+}
 
 Attr Core::attr_of(const Node& node) const {
   Attr a;
@@ -319,14 +323,18 @@ Status Core::snapshot(const std::string& repo_id, const std::string& revision,
   return snapshots_.get(repo_id, revision, out);
 }
 
-Status Core::fetch_all(const fetch::FileLocation& loc, const std::string& content_id,
-                       unsigned jobs, const std::function<bool(uint64_t)>& progress) {
+Status Core::fetch_all(const fetch::FileLocation& loc, const std::string& content_id, unsigned jobs,
+                       const std::function<bool(uint64_t)>& progress) {
   return reader_.fetch_all(loc, content_id, jobs, progress);
 }
 
-void Core::set_policy(PolicyRules rules) { policy_.set(std::move(rules)); }
+void Core::set_policy(PolicyRules rules) {
+  policy_.set(std::move(rules));
+}
 
-void Core::forget_misses() { snapshots_.forget_misses(); }
+void Core::forget_misses() {
+  snapshots_.forget_misses();
+}
 
 CoreStats Core::stats() const {
   CoreStats s;

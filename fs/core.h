@@ -10,19 +10,19 @@
 
 #include <cstdint>
 #include <functional>
-#include <unordered_set>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 #include "fetch/hub_client.h"
 #include "fs/base/mutex.h"
+#include "fs/base/status.h"
 #include "fs/inodes.h"
 #include "fs/options.h"
 #include "fs/read/reader.h"
 #include "fs/snapshots.h"
-#include "fs/base/status.h"
 #include "index/cache.h"
 
 namespace modelfs::fs {

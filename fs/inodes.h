@@ -9,11 +9,11 @@
 
 #include <cstdint>
 #include <memory>
-#include "fs/base/mutex.h"
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "fs/base/mutex.h"
 #include "index/meta_store.h"
 
 namespace modelfs::fs {
@@ -23,10 +23,10 @@ enum class NodeKind { kRoot, kModels, kOrg, kRepo, kDir, kFile };
 struct Node {
   uint64_t ino = 0;
   NodeKind kind = NodeKind::kRoot;
-  std::string org;        // kOrg and below
-  std::string repo_id;    // kRepo and below: "org/name"
-  std::string revision;   // kRepo and below: "" = default branch
-  std::string rel_path;   // kDir, kFile: path inside the repo ("" for the repo root)
+  std::string org;       // kOrg and below
+  std::string repo_id;   // kRepo and below: "org/name"
+  std::string revision;  // kRepo and below: "" = default branch
+  std::string rel_path;  // kDir, kFile: path inside the repo ("" for the repo root)
   // kFile only: the file as it was when looked up.
   index::FileRecord file;
   std::string commit;

@@ -28,7 +28,8 @@ class AccessPolicy {
   std::string check(const std::string& repo_id) const {
     MutexLock lock(mu_);
     for (const auto& g : rules_.deny) {
-      if (fnmatch(g.c_str(), repo_id.c_str(), 0) == 0) return "denied by the policy (deny " + g + ")";
+      if (fnmatch(g.c_str(), repo_id.c_str(), 0) == 0)
+        return "denied by the policy (deny " + g + ")";
     }
     if (rules_.allow.empty()) return "";
     for (const auto& g : rules_.allow) {

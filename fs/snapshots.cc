@@ -50,7 +50,9 @@ bool IsSafeRevision(const std::string& rev) {
 
 }  // namespace
 
-bool IsCommitSha(const std::string& s) { return s.size() == 40 && IsLowerHex(s); }
+bool IsCommitSha(const std::string& s) {
+  return s.size() == 40 && IsLowerHex(s);
+}
 
 bool IsValidOrgName(const std::string& name) {
   // Hub user and org names have no '.', which keeps probes like "autorun.inf" or ".git" local.
@@ -108,8 +110,9 @@ void Snapshot::build(std::vector<index::FileRecord> records) {
 }
 
 const index::FileRecord* Snapshot::file(const std::string& path) const {
-  auto it = std::lower_bound(files.begin(), files.end(), path,
-                             [](const index::FileRecord& r, const std::string& p) { return r.path < p; });
+  auto it =
+      std::lower_bound(files.begin(), files.end(), path,
+                       [](const index::FileRecord& r, const std::string& p) { return r.path < p; });
   return it != files.end() && it->path == path ? &*it : nullptr;
 }
 
@@ -163,8 +166,8 @@ Status Snapshots::get(const std::string& repo_id, const std::string& revision,
       e->negative_until = now + options_.negative_ttl;
       e->snap.reset();
     } else if (e->snap) {
-      spdlog::warn("{}@{}: {}; serving the last known commit {}", repo_id, revision,
-                   st.to_string(), e->snap->commit);
+      spdlog::warn("{}@{}: {}; serving the last known commit {}", repo_id, revision, st.to_string(),
+                   e->snap->commit);
       e->checked = now;  // do not retry on every lookup while the Hub is down
       *out = e->snap;
       return Status::Ok();
@@ -189,9 +192,8 @@ Status Snapshots::get(const std::string& repo_id, const std::string& revision,
   return Status::Ok();
 }
 
-Status Snapshots::resolve_commit(const std::string& repo_id, const std::string& revision,
-                                 Entry& e, std::string* commit, int64_t* mtime,
-                                 std::string* gated) {
+Status Snapshots::resolve_commit(const std::string& repo_id, const std::string& revision, Entry& e,
+                                 std::string* commit, int64_t* mtime, std::string* gated) {
   index::RepoRecord repo;
   bool have_repo = meta_.get_repo(repo_id, &repo).ok();
   if (have_repo) {
@@ -220,7 +222,8 @@ Status Snapshots::resolve_commit(const std::string& repo_id, const std::string& 
       *commit = ref.commit;
       return Status::Ok();
     }
-    if (IsCommitSha(revision)) return {Code::kNotFound, repo_id + "@" + revision + " is not cached (offline)"};
+    if (IsCommitSha(revision))
+      return {Code::kNotFound, repo_id + "@" + revision + " is not cached (offline)"};
     return {Code::kNotFound, repo_id + " is not cached and modelfs is offline"};
   }
   fetch::RepoInfo info;
@@ -262,14 +265,16 @@ Status Snapshots::resolve_commit(const std::string& repo_id, const std::string& 
 Status Snapshots::load_tree(const std::string& repo_id, const std::string& commit,
                             std::vector<index::FileRecord>* files) {
   if (meta_.get_tree(repo_id, commit, files).ok()) return Status::Ok();
-  if (options_.offline) return {Code::kNotFound, repo_id + "@" + commit + " is not cached (offline)"};
+  if (options_.offline)
+    return {Code::kNotFound, repo_id + "@" + commit + " is not cached (offline)"};
   std::vector<fetch::TreeEntry> entries;
   Status fst = hub_.list_tree(repo_id, commit, &entries);
   if (!fst.ok()) return fst;
   files->clear();
   files->reserve(entries.size());
   for (auto& t : entries) {
-    files->push_back({std::move(t.path), t.is_dir, t.size, std::move(t.oid), std::move(t.lfs_sha256)});
+    files->push_back(
+        {std::move(t.path), t.is_dir, t.size, std::move(t.oid), std::move(t.lfs_sha256)});
   }
   if (auto s = meta_.put_tree(repo_id, commit, *files); !s.ok()) {
     spdlog::warn("index: cannot persist tree of {}@{}: {}", repo_id, commit, s.to_string());

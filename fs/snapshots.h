@@ -17,9 +17,9 @@
 
 #include "fetch/hub_client.h"
 #include "fs/base/mutex.h"
+#include "fs/base/status.h"
 #include "fs/options.h"
 #include "fs/policy.h"
-#include "fs/base/status.h"
 #include "index/meta_store.h"
 
 namespace modelfs::fs {
@@ -35,7 +35,7 @@ struct Snapshot {
     std::string name;
     int64_t file = -1;  // index into files, -1 for a directory
   };
-  std::vector<index::FileRecord> files;  // files only, sorted by path
+  std::vector<index::FileRecord> files;                      // files only, sorted by path
   std::unordered_map<std::string, std::vector<Child>> dirs;  // dir path ("" = root) -> children
 
   // Builds files and dirs from a tree listing (directories are implied by file paths too).
@@ -77,8 +77,7 @@ class Snapshots {
   };
   std::shared_ptr<Entry> entry(const std::string& key);
   Status resolve_commit(const std::string& repo_id, const std::string& revision, Entry& e,
-                        std::string* commit, int64_t* mtime, std::string* gated)
-      REQUIRES(e.mu);
+                        std::string* commit, int64_t* mtime, std::string* gated) REQUIRES(e.mu);
   Status load_tree(const std::string& repo_id, const std::string& commit,
                    std::vector<index::FileRecord>* files);
 

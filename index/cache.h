@@ -9,10 +9,10 @@
 #include <filesystem>
 #include <memory>
 
+#include "fs/base/status.h"
 #include "index/chunk_store.h"
 #include "index/db.h"
 #include "index/meta_store.h"
-#include "fs/base/status.h"
 
 namespace modelfs::index {
 

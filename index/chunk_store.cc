@@ -778,9 +778,8 @@ void ChunkStore::Impl::forget_open(const Key& key) const {
   open_chunks.erase(key);
 }
 
-FileResult ChunkStore::Impl::read_file(const Key& key, uint64_t gen, uint32_t size,
-                                       uint32_t offset, uint32_t length, char* dst,
-                                       std::string* why) const {
+FileResult ChunkStore::Impl::read_file(const Key& key, uint64_t gen, uint32_t size, uint32_t offset,
+                                       uint32_t length, char* dst, std::string* why) const {
   std::shared_ptr<const OpenChunk> oc;
   if (FileResult r = open_chunk(key, gen, size, &oc, why); r != FileResult::kOk) return r;
   const OpenChunk& h = *oc;

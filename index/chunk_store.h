@@ -25,8 +25,8 @@
 #include <string_view>
 #include <vector>
 
-#include "index/db.h"
 #include "fs/base/status.h"
+#include "index/db.h"
 
 namespace modelfs::index {
 

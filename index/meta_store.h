@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "index/db.h"
 #include "fs/base/status.h"
+#include "index/db.h"
 
 namespace modelfs::index {
 

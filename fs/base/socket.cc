@@ -18,7 +18,8 @@ namespace modelfs {
 
 Status ListenUnix(const std::string& path, int mode, UniqueFd* out) {
   sockaddr_un addr{};
-  if (path.size() >= sizeof(addr.sun_path)) return {Code::kInvalid, "socket path too long: " + path};
+  if (path.size() >= sizeof(addr.sun_path))
+    return {Code::kInvalid, "socket path too long: " + path};
   addr.sun_family = AF_UNIX;
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -39,7 +40,8 @@ Status ListenTcp(const std::string& host_port, UniqueFd* out, int* port) {
   const int p = colon == std::string::npos ? -1 : std::atoi(host_port.c_str() + colon + 1);
   if (p < 0 || p > 65535 ||
       inet_pton(AF_INET, host_port.substr(0, colon).c_str(), &addr.sin_addr) != 1) {
-    return {Code::kInvalid, "address must be IPv4:PORT, e.g. 127.0.0.1:9464, not '" + host_port + "'"};
+    return {Code::kInvalid,
+            "address must be IPv4:PORT, e.g. 127.0.0.1:9464, not '" + host_port + "'"};
   }
   addr.sin_port = htons(static_cast<uint16_t>(p));
   UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));

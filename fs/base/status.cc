@@ -38,7 +38,9 @@ bool IsNotFound(Code code) {
          code == Code::kRevisionNotFound || code == Code::kEntryNotFound;
 }
 
-bool IsNoAccess(Code code) { return code == Code::kNoAccess || code == Code::kGated; }
+bool IsNoAccess(Code code) {
+  return code == Code::kNoAccess || code == Code::kGated;
+}
 
 bool IsUpstream(Code code) {
   return code == Code::kNetwork || code == Code::kTimeout || code == Code::kProtocol ||

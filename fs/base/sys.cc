@@ -17,9 +17,13 @@ Status ErrnoStatus(const std::string& what, int err) {
   return Status(code, what + ": " + std::system_category().message(err));
 }
 
-Status LastError(const std::string& what) { return ErrnoStatus(what, errno); }
+Status LastError(const std::string& what) {
+  return ErrnoStatus(what, errno);
+}
 
-int LastErrno() { return errno; }
+int LastErrno() {
+  return errno;
+}
 
 Status PreadAll(int fd, void* buf, size_t n, off_t off, size_t* got) {
   size_t done = 0;

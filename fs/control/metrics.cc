@@ -43,7 +43,8 @@ std::string PrometheusText(const CoreStats& s) {
   Metric(o, "inflight_chunks", "gauge", "Chunks being fetched now.", d(r.inflight_chunks));
   Metric(o, "sha256_mismatches_total", "counter", "Files whose sha256 did not match.",
          d(r.sha256_mismatches));
-  Metric(o, "upstream_requests_total", "counter", "HTTP requests sent upstream.", d(s.hub.requests));
+  Metric(o, "upstream_requests_total", "counter", "HTTP requests sent upstream.",
+         d(s.hub.requests));
   Metric(o, "upstream_retries_total", "counter", "Upstream retries.", d(s.hub.retries));
   Metric(o, "upstream_errors_total", "counter", "Upstream calls that failed.", d(s.hub.errors));
   Metric(o, "open_files", "gauge", "Files open through the mount.", d(s.open_files));

@@ -6,9 +6,9 @@
 #include <string>
 #include <thread>
 
-#include "fs/core.h"
 #include "fs/base/status.h"
 #include "fs/base/unique_fd.h"
+#include "fs/core.h"
 
 namespace modelfs::fs {
 

@@ -8,9 +8,8 @@
 #include <chrono>
 #include <ctime>
 #include <map>
-#include <set>
-
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "fetch/hub_parse.h"
 
@@ -37,7 +36,9 @@ bool Selected(const Selection& sel, const std::string& path) {
   return true;
 }
 
-uint64_t ContentChunks(uint64_t size, uint32_t chunk) { return size == 0 ? 0 : (size - 1) / chunk + 1; }
+uint64_t ContentChunks(uint64_t size, uint32_t chunk) {
+  return size == 0 ? 0 : (size - 1) / chunk + 1;
+}
 
 }  // namespace
 
@@ -66,7 +67,8 @@ std::string CheckGlobs(const Selection& sel) {
           --depth;
         }
       }
-      if (depth != 0 || g.back() == '\\') return "bad pattern '" + g + "': unbalanced [ or trailing \\";
+      if (depth != 0 || g.back() == '\\')
+        return "bad pattern '" + g + "': unbalanced [ or trailing \\";
     }
   }
   return "";
@@ -165,10 +167,12 @@ namespace {
 // Reads a whole small file through the Hub (not the cache).
 bool ReadSmallFile(fetch::HubClient& hub, const fetch::FileLocation& loc, std::string* body) {
   body->clear();
-  return hub.read_range(loc, 0, loc.size, [&](const char* d, size_t n) {
-               body->append(d, n);
-               return true;
-             })
+  return hub
+      .read_range(loc, 0, loc.size,
+                  [&](const char* d, size_t n) {
+                    body->append(d, n);
+                    return true;
+                  })
       .ok();
 }
 

@@ -92,14 +92,14 @@ struct StatsResult {
 struct PrefetchEvent {
   enum class Kind { kStart, kProgress, kFileDone };
   Kind kind = Kind::kStart;
-  std::string repo, commit;     // kStart
-  size_t files = 0;             // kStart: files to fetch
-  uint64_t cached_bytes = 0;    // kStart: already cached
-  std::string file;             // kProgress, kFileDone
-  uint64_t size = 0;            // kFileDone
-  uint64_t fetched = 0;         // kFileDone: bytes this file needed
-  int files_done = 0;           // kProgress, kFileDone
-  uint64_t bytes_done = 0;      // every kind after kStart
+  std::string repo, commit;   // kStart
+  size_t files = 0;           // kStart: files to fetch
+  uint64_t cached_bytes = 0;  // kStart: already cached
+  std::string file;           // kProgress, kFileDone
+  uint64_t size = 0;          // kFileDone
+  uint64_t fetched = 0;       // kFileDone: bytes this file needed
+  int files_done = 0;         // kProgress, kFileDone
+  uint64_t bytes_done = 0;    // every kind after kStart
   uint64_t total_bytes = 0;
 };
 // Returns false when the client went away (the operation then stops).

@@ -56,8 +56,7 @@ json ModelJson(const ModelInfo& m) {
           {"runtimes", m.runtimes}};
 }
 
-json RunChecked(Service& service, const json& request, const Caller& caller,
-                const EmitJson& emit) {
+json RunChecked(Service& service, const json& request, const Caller& caller, const EmitJson& emit) {
   json result = json::object();
   Status st;
   const std::string op = StringField(request, "op", "");
@@ -106,8 +105,9 @@ json RunChecked(Service& service, const json& request, const Caller& caller,
                                 ? std::clamp(args["jobs"].get<unsigned>(), 1u, 64u)
                                 : 8u;
       PrefetchResult r;
-      st = service.prefetch(*repo, sel, jobs, op == "pin",
-                            [&](const PrefetchEvent& e) { return emit(ToJson(e)); }, &r);
+      st = service.prefetch(
+          *repo, sel, jobs, op == "pin", [&](const PrefetchEvent& e) { return emit(ToJson(e)); },
+          &r);
       if (!r.repo.empty()) result = ToJson(r);
     }
   } else if (op == "unpin") {
@@ -132,7 +132,8 @@ json RunChecked(Service& service, const json& request, const Caller& caller,
   } else if (op == "verify") {
     if (repo_arg(&repo, false)) {
       VerifyResult r;
-      st = service.verify(repo, [&](const VerifyEvent& e) { return emit(ToJson(e)); }, &r);
+      st = service.verify(
+          repo, [&](const VerifyEvent& e) { return emit(ToJson(e)); }, &r);
       if (st.ok()) result = ToJson(r);
     }
   } else {
@@ -185,7 +186,8 @@ json ToJson(const LsResult& r) {
 json ToJson(const InfoResult& r) {
   json files = json::array();
   for (const auto& f : r.files) {
-    json jf = {{"path", f.path}, {"size", f.size}, {"cached_bytes", f.cached_bytes}, {"lfs", f.lfs}};
+    json jf = {
+        {"path", f.path}, {"size", f.size}, {"cached_bytes", f.cached_bytes}, {"lfs", f.lfs}};
     if (f.model) {
       jf["model"] = ModelJson(*f.model);
     } else if (!f.model_error.empty()) {
@@ -193,9 +195,8 @@ json ToJson(const InfoResult& r) {
     }
     files.push_back(std::move(jf));
   }
-  json j = {{"repo", r.repo},           {"revision", r.revision},
-            {"commit", r.commit},       {"files", files},
-            {"total_bytes", r.total_bytes}, {"cached_bytes", r.cached_bytes}};
+  json j = {{"repo", r.repo}, {"revision", r.revision},       {"commit", r.commit},
+            {"files", files}, {"total_bytes", r.total_bytes}, {"cached_bytes", r.cached_bytes}};
   if (!r.architectures.empty()) j["architectures"] = r.architectures;
   return j;
 }
@@ -240,19 +241,27 @@ json ToJson(const StatsResult& r) {
 json ToJson(const PrefetchEvent& e) {
   switch (e.kind) {
     case PrefetchEvent::Kind::kStart:
-      return {{"event", "start"},         {"repo", e.repo},
-              {"commit", e.commit},       {"files", e.files},
-              {"total_bytes", e.total_bytes}, {"cached_bytes", e.cached_bytes}};
+      return {{"event", "start"},
+              {"repo", e.repo},
+              {"commit", e.commit},
+              {"files", e.files},
+              {"total_bytes", e.total_bytes},
+              {"cached_bytes", e.cached_bytes}};
     case PrefetchEvent::Kind::kProgress:
-      return {{"event", "progress"},       {"bytes_done", e.bytes_done},
-              {"total_bytes", e.total_bytes}, {"files_done", e.files_done},
+      return {{"event", "progress"},
+              {"bytes_done", e.bytes_done},
+              {"total_bytes", e.total_bytes},
+              {"files_done", e.files_done},
               {"file", e.file}};
     case PrefetchEvent::Kind::kFileDone:
       break;
   }
-  return {{"event", "file_done"},     {"file", e.file},
-          {"size", e.size},           {"fetched", e.fetched},
-          {"files_done", e.files_done}, {"bytes_done", e.bytes_done},
+  return {{"event", "file_done"},
+          {"file", e.file},
+          {"size", e.size},
+          {"fetched", e.fetched},
+          {"files_done", e.files_done},
+          {"bytes_done", e.bytes_done},
           {"total_bytes", e.total_bytes}};
 }
 

@@ -11,9 +11,9 @@
 
 #include <atomic>
 #include <cerrno>
-#include <csignal>
 #include <chrono>
 #include <condition_variable>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -37,24 +37,37 @@ struct Session {
   std::atomic<bool> init_done{false};
 };
 
-Session& SessionOf(fuse_req_t req) { return *static_cast<Session*>(fuse_req_userdata(req)); }
-Core& CoreOf(fuse_req_t req) { return SessionOf(req).core; }
+Session& SessionOf(fuse_req_t req) {
+  return *static_cast<Session*>(fuse_req_userdata(req));
+}
+Core& CoreOf(fuse_req_t req) {
+  return SessionOf(req).core;
+}
 
 int ToErrno(const Status& st) {
   switch (st.code()) {
-    case Code::kOk: return 0;
+    case Code::kOk:
+      return 0;
     case Code::kNotFound:
     case Code::kRepoNotFound:
     case Code::kRevisionNotFound:
-    case Code::kEntryNotFound: return ENOENT;
+    case Code::kEntryNotFound:
+      return ENOENT;
     case Code::kNoAccess:
-    case Code::kGated: return EACCES;
-    case Code::kNotDir: return ENOTDIR;
-    case Code::kIsDir: return EISDIR;
-    case Code::kReadOnly: return EROFS;
-    case Code::kInvalid: return EINVAL;
-    case Code::kNoData: return ENODATA;
-    case Code::kCancelled: return EINTR;
+    case Code::kGated:
+      return EACCES;
+    case Code::kNotDir:
+      return ENOTDIR;
+    case Code::kIsDir:
+      return EISDIR;
+    case Code::kReadOnly:
+      return EROFS;
+    case Code::kInvalid:
+      return EINVAL;
+    case Code::kNoData:
+      return ENODATA;
+    case Code::kCancelled:
+      return EINTR;
     // A reader cannot act on "no space" (the cache's, not its own) or on why the network
     // failed: both are EIO, and the log says which.
     case Code::kIo:
@@ -66,7 +79,8 @@ int ToErrno(const Status& st) {
     case Code::kTimeout:
     case Code::kProtocol:
     case Code::kRateLimited:
-    case Code::kOffline: return EIO;
+    case Code::kOffline:
+      return EIO;
   }
   return EIO;
 }
@@ -86,7 +100,9 @@ void FillStat(const Attr& a, struct stat* st) {
   st->st_atim.tv_sec = a.mtime;
 }
 
-void ReplyError(fuse_req_t req, const Status& st) { fuse_reply_err(req, ToErrno(st)); }
+void ReplyError(fuse_req_t req, const Status& st) {
+  fuse_reply_err(req, ToErrno(st));
+}
 
 void OpInit(void* userdata, fuse_conn_info* conn) {
   static_cast<Session*>(userdata)->init_done = true;
@@ -161,7 +177,7 @@ void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file
   size_t used = 0;
   // Offsets: 0 = ".", 1 = "..", 2 + i = entries[i].
   for (size_t i = static_cast<size_t>(off); i < h->entries.size() + 2; ++i) {
-    struct stat s{};
+    struct stat s {};
     const char* name;
     if (i < 2) {
       name = i == 0 ? "." : "..";
@@ -173,8 +189,8 @@ void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file
       s.st_ino = d.attr.ino;
       s.st_mode = d.attr.is_dir ? S_IFDIR : S_IFREG;
     }
-    size_t n = fuse_add_direntry(req, buf.data() + used, size - used, name, &s,
-                                 static_cast<off_t>(i + 1));
+    size_t n =
+        fuse_add_direntry(req, buf.data() + used, size - used, name, &s, static_cast<off_t>(i + 1));
     if (n > size - used) break;
     used += n;
   }
@@ -219,7 +235,7 @@ void OpRelease(fuse_req_t req, fuse_ino_t /*ino*/, fuse_file_info* fi) {
 
 void OpStatfs(fuse_req_t req, fuse_ino_t /*ino*/) {
   auto s = CoreOf(req).stats();
-  struct statvfs v{};
+  struct statvfs v {};
   v.f_bsize = 1 << 20;
   v.f_frsize = 1 << 20;
   v.f_blocks = s.cache.capacity_bytes >> 20;
@@ -329,8 +345,8 @@ class Notifier {
 }  // namespace
 
 Status ServeFuse(Core& core, const MountOptions& options, const std::function<void()>& on_ready) {
-  std::vector<std::string> argv_s = {"modelfs", "-o",
-                                     "ro,default_permissions,fsname=modelfs,subtype=modelfs,max_read=1048576"};
+  std::vector<std::string> argv_s = {
+      "modelfs", "-o", "ro,default_permissions,fsname=modelfs,subtype=modelfs,max_read=1048576"};
   if (options.allow_other) argv_s.insert(argv_s.end(), {"-o", "allow_other"});
   for (const auto& o : options.fuse_options) argv_s.insert(argv_s.end(), {"-o", o});
   if (options.debug) argv_s.push_back("-d");
@@ -405,6 +421,5 @@ Status ServeFuse(Core& core, const MountOptions& options, const std::function<vo
   }
   return Status::Ok();
 }
-
 
 }  // namespace modelfs::fs

@@ -17,8 +17,8 @@ namespace modelfs::fs {
 struct Reader::HashCursor {
   std::mutex mu;
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx{EVP_MD_CTX_new(), &EVP_MD_CTX_free};
-  bool ok = false;     // ctx initialised
-  bool valid = true;   // false once replaced or finished: holders must drop it
+  bool ok = false;    // ctx initialised
+  bool valid = true;  // false once replaced or finished: holders must drop it
   uint32_t next = 0;
 };
 
@@ -37,7 +37,9 @@ constexpr uint64_t kHotBytes = 32ull << 20;
 // Files being hashed at once; beyond it a file is hashed in one pass when it is complete.
 constexpr size_t kMaxCursors = 256;
 
-bool IsSha256Id(const std::string& cid) { return cid.size() == 64; }
+bool IsSha256Id(const std::string& cid) {
+  return cid.size() == 64;
+}
 
 }  // namespace
 
@@ -48,7 +50,9 @@ Reader::Reader(const CoreOptions& options, index::ChunkStore& store, fetch::HubC
       chunk_size_(store.chunk_size()),
       pool_(std::max(1u, options.fetch_threads)) {}
 
-Reader::~Reader() { stopping_ = true; }
+Reader::~Reader() {
+  stopping_ = true;
+}
 
 std::unique_ptr<OpenFile> Reader::open(fetch::FileLocation loc, std::string content_id) {
   auto f = std::make_unique<OpenFile>();
@@ -178,7 +182,7 @@ void Reader::fetch_run(const fetch::FileLocation& loc, const std::string& cid, u
     return true;
   };
   Status st = stopping_ ? Status(Code::kCancelled, "shutting down")
-                               : hub_.read_range(loc, begin, end - begin, sink);
+                        : hub_.read_range(loc, begin, end - begin, sink);
   if (done < pending.size()) {
     Status err = st.ok() ? Status(Code::kIo, "upstream ended early") : st;
     // A file that vanished upstream is an I/O error to its reader, never "no such file".
@@ -324,8 +328,9 @@ Status Reader::read_strict(OpenFile& f, uint64_t offset, uint64_t end, char* dst
       const uint64_t cstart = uint64_t{c} * chunk_size_;
       const uint64_t a = std::max(offset, cstart);
       const uint64_t b = std::min(end, cstart + chunk_len(f.loc.size, c));
-      all = store_.read(f.content_id, c, static_cast<uint32_t>(a - cstart),
-                        static_cast<uint32_t>(b - a), dst + (a - offset))
+      all = store_
+                .read(f.content_id, c, static_cast<uint32_t>(a - cstart),
+                      static_cast<uint32_t>(b - a), dst + (a - offset))
                 .ok();
     }
     if (all && store_.is_verified(f.content_id)) {
@@ -354,9 +359,8 @@ Status Reader::strict_check(OpenFile& f) {
   return st;
 }
 
-Status Reader::read_chunk(OpenFile& f, uint32_t index, uint32_t offset, uint32_t length,
-                          char* dst, uint32_t last_needed,
-                          std::chrono::steady_clock::time_point deadline) {
+Status Reader::read_chunk(OpenFile& f, uint32_t index, uint32_t offset, uint32_t length, char* dst,
+                          uint32_t last_needed, std::chrono::steady_clock::time_point deadline) {
   for (int attempt = 0; attempt < 4; ++attempt) {
     if (auto hot = hot_get(f.content_id, index); hot && hot->size() >= uint64_t{offset} + length) {
       std::memcpy(dst, hot->data() + offset, length);
@@ -399,7 +403,8 @@ void Reader::schedule_readahead(OpenFile& f, uint64_t offset, uint64_t end) {
   uint64_t from = 0, to = 0;
   {
     std::lock_guard lock(f.mu);
-    bool sequential = offset <= f.next_offset + kSeqForward && offset + kSeqBackward >= f.next_offset;
+    bool sequential =
+        offset <= f.next_offset + kSeqForward && offset + kSeqBackward >= f.next_offset;
     f.jumped = !sequential;
     if (!sequential) {
       // A jump: fetch only what is asked until the reader shows a pattern again.
@@ -412,7 +417,8 @@ void Reader::schedule_readahead(OpenFile& f, uint64_t offset, uint64_t end) {
     f.next_offset = std::max(f.next_offset, end);
     // The kernel splits one large pread into several reads: only a run longer than two chunks
     // is a sequential reader worth reading ahead for.
-    if (f.window == 0 && f.next_offset - std::min(f.run_start, f.next_offset) <= 2ull * chunk_size_) {
+    if (f.window == 0 &&
+        f.next_offset - std::min(f.run_start, f.next_offset) <= 2ull * chunk_size_) {
       return;
     }
     if (f.window == 0) {
@@ -430,7 +436,8 @@ void Reader::schedule_readahead(OpenFile& f, uint64_t offset, uint64_t end) {
     if (from >= to) return;
     f.scheduled_until = to;
   }
-  const uint32_t unit = static_cast<uint32_t>(std::max<uint64_t>(1, options_.fetch_unit / chunk_size_));
+  const uint32_t unit =
+      static_cast<uint32_t>(std::max<uint64_t>(1, options_.fetch_unit / chunk_size_));
   uint32_t c = static_cast<uint32_t>(from / chunk_size_);
   const uint32_t last = static_cast<uint32_t>((to - 1) / chunk_size_) + 1;
   while (c < last) {
@@ -442,9 +449,10 @@ void Reader::schedule_readahead(OpenFile& f, uint64_t offset, uint64_t end) {
     }
     uint32_t first = c;
     c += static_cast<uint32_t>(claimed.size());
-    pool_.submit([this, loc = f.loc, cid = f.content_id, first, claimed = std::move(claimed)]() mutable {
-      fetch_run(loc, cid, first, std::move(claimed));
-    });
+    pool_.submit(
+        [this, loc = f.loc, cid = f.content_id, first, claimed = std::move(claimed)]() mutable {
+          fetch_run(loc, cid, first, std::move(claimed));
+        });
   }
 }
 
@@ -464,8 +472,9 @@ bool Reader::read_direct(OpenFile& f, uint64_t offset, uint64_t end, char* dst) 
   if (claimed.size() != c1 - c0 + 1) {
     // Some chunk is cached or already coming: the normal path waits for it. Release ours.
     for (size_t i = 0; i < claimed.size(); ++i) {
-      pool_.submit([this, loc = f.loc, cid = f.content_id, first = c0 + static_cast<uint32_t>(i),
-                    p = PendingList{claimed[i]}]() mutable { fetch_run(loc, cid, first, std::move(p)); });
+      pool_.submit(
+          [this, loc = f.loc, cid = f.content_id, first = c0 + static_cast<uint32_t>(i),
+           p = PendingList{claimed[i]}]() mutable { fetch_run(loc, cid, first, std::move(p)); });
     }
     return false;
   }
@@ -496,8 +505,9 @@ bool Reader::read_direct(OpenFile& f, uint64_t offset, uint64_t end, char* dst) 
       const uint64_t b = std::min(offset + served->size(), cstart + waits[i]->data->size());
       if (a < b && std::memcmp(served->data() + (a - offset), waits[i]->data->data() + (a - cstart),
                                b - a) != 0) {
-        drop_bad_content(loc, cid, "two downloads of bytes " + std::to_string(a) + "-" +
-                                       std::to_string(b) + " differ");
+        drop_bad_content(
+            loc, cid,
+            "two downloads of bytes " + std::to_string(a) + "-" + std::to_string(b) + " differ");
         return;
       }
     }
@@ -574,7 +584,8 @@ Status Reader::fetch_all(const fetch::FileLocation& loc, const std::string& cid,
     return {Code::kIo, loc.path + " is too large for the cache's chunk size"};
   }
   const uint32_t epoch = mismatch_epoch(cid);
-  const uint32_t unit = static_cast<uint32_t>(std::max<uint64_t>(1, options_.fetch_unit / chunk_size_));
+  const uint32_t unit =
+      static_cast<uint32_t>(std::max<uint64_t>(1, options_.fetch_unit / chunk_size_));
   const uint32_t nchunks = static_cast<uint32_t>((loc.size - 1) / chunk_size_) + 1;
   // At most `jobs` ranges in flight; each wait is bounded by the fetch's own deadline.
   std::deque<PendingList> runs;
@@ -607,8 +618,7 @@ Status Reader::fetch_all(const fetch::FileLocation& loc, const std::string& cid,
         if (auto hot = hot_get(cid, c); hot && !store_.contains(cid, c) && !find_inflight(cid, c)) {
           before_put(cid, c);
           if (Status s = store_.put(cid, c, *hot); !s.ok()) {
-            result = Status(s.code() == Code::kNoSpace ? Code::kNoSpace : Code::kIo,
-                            s.message());
+            result = Status(s.code() == Code::kNoSpace ? Code::kNoSpace : Code::kIo, s.message());
             break;
           }
           advance(loc, cid, c, hot.get());

@@ -23,8 +23,8 @@
 
 #include <atomic>
 #include <condition_variable>
-#include <deque>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -34,8 +34,8 @@
 #include <vector>
 
 #include "fetch/hub_client.h"
-#include "fs/options.h"
 #include "fs/base/status.h"
+#include "fs/options.h"
 #include "fs/read/thread_pool.h"
 #include "index/chunk_store.h"
 
@@ -56,9 +56,9 @@ struct OpenFile {
 
 struct ReaderStats {
   uint64_t reads = 0;
-  uint64_t bytes_read = 0;         // bytes returned to readers
-  uint64_t bytes_from_cache = 0;   // of which read back from the chunk store
-  uint64_t bytes_fetched = 0;      // chunk bytes received from upstream
+  uint64_t bytes_read = 0;        // bytes returned to readers
+  uint64_t bytes_from_cache = 0;  // of which read back from the chunk store
+  uint64_t bytes_fetched = 0;     // chunk bytes received from upstream
   uint64_t chunks_fetched = 0;
   uint64_t shared_waits = 0;       // times a reader joined a fetch already in flight
   uint64_t direct_reads = 0;       // small random misses answered from their own range request
@@ -67,7 +67,7 @@ struct ReaderStats {
   uint64_t files_verified = 0;     // sha256 matched
   uint64_t sha256_mismatches = 0;
   uint64_t read_errors = 0;
-  uint64_t inflight_chunks = 0;    // now
+  uint64_t inflight_chunks = 0;  // now
 };
 
 class Reader {
@@ -152,7 +152,7 @@ class Reader {
   std::unordered_map<std::string, std::shared_ptr<const std::string>> hot_;
   std::deque<std::string> hot_order_;  // oldest first
   uint64_t hot_bytes_ = 0;
-  std::atomic<size_t> hot_count_{0};  // hot_.size(), read without the lock
+  std::atomic<size_t> hot_count_{0};     // hot_.size(), read without the lock
   std::atomic<bool> store_full_{false};  // the last put found no room
 
   mutable std::mutex inflight_mu_;
@@ -166,8 +166,8 @@ class Reader {
 
   struct Counters {
     std::atomic<uint64_t> reads{0}, bytes_read{0}, bytes_from_cache{0}, bytes_fetched{0},
-        chunks_fetched{0}, shared_waits{0}, direct_reads{0}, bytes_from_memory{0}, corrupt_chunks{0}, files_verified{0},
-        sha256_mismatches{0}, read_errors{0};
+        chunks_fetched{0}, shared_waits{0}, direct_reads{0}, bytes_from_memory{0},
+        corrupt_chunks{0}, files_verified{0}, sha256_mismatches{0}, read_errors{0};
   } n_;
   // Last member: its destructor joins the workers while everything above is still alive.
   ThreadPool pool_;

@@ -15,8 +15,8 @@
 namespace {
 
 using modelfs::Code;
-using modelfs::fetch::RepoInfo;
 using modelfs::Status;
+using modelfs::fetch::RepoInfo;
 using modelfs::fetch::TreeEntry;
 
 void Check(bool property) {

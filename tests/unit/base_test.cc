@@ -32,16 +32,16 @@ TEST(Status, ToStringAndNames) {
 }
 
 TEST(Status, Families) {
-  for (Code c : {Code::kNotFound, Code::kRepoNotFound, Code::kRevisionNotFound,
-                 Code::kEntryNotFound}) {
+  for (Code c :
+       {Code::kNotFound, Code::kRepoNotFound, Code::kRevisionNotFound, Code::kEntryNotFound}) {
     EXPECT_TRUE(Status(c, "").not_found()) << CodeName(c);
     EXPECT_FALSE(IsUpstream(c));
   }
   EXPECT_TRUE(Status(Code::kGated, "").no_access());
   EXPECT_TRUE(Status(Code::kNoAccess, "").no_access());
   EXPECT_FALSE(Status(Code::kIo, "").not_found());
-  for (Code c : {Code::kNetwork, Code::kTimeout, Code::kProtocol, Code::kRateLimited,
-                 Code::kOffline}) {
+  for (Code c :
+       {Code::kNetwork, Code::kTimeout, Code::kProtocol, Code::kRateLimited, Code::kOffline}) {
     EXPECT_TRUE(IsUpstream(c)) << CodeName(c);
   }
   EXPECT_FALSE(IsUpstream(Code::kIo));
@@ -71,8 +71,8 @@ TEST(Sys, ErrnoBecomesAStatus) {
   UniqueFd fd;
   EXPECT_EQ(OpenFile("/nonexistent/modelfs", O_RDONLY, 0, &fd).code(), Code::kNotFound);
 
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("modelfs-base-test-" + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("modelfs-base-test-" + std::to_string(::getpid()));
   ASSERT_TRUE(MakeDirs((dir / "a" / "b").string(), 0700).ok());
   const std::string path = (dir / "a" / "b" / "f").string();
   ASSERT_TRUE(OpenFile(path, O_RDWR | O_CREAT, 0600, &fd).ok());

@@ -22,7 +22,6 @@ inline constexpr bool kTsan = true;
 inline constexpr bool kTsan = false;
 #endif
 
-
 // Collects failures from worker threads (gtest assertions belong on the main thread).
 class Failures {
  public:

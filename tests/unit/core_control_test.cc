@@ -24,9 +24,9 @@
 
 #include "fetch/hub_client.h"
 #include "fs/control/control.h"
+#include "fs/control/service.h"
 #include "fs/core.h"
 #include "fs/inodes.h"
-#include "fs/control/service.h"
 #include "index/cache.h"
 #include "unit/concurrency.h"
 #include "unit/hubsim.h"

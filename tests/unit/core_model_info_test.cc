@@ -149,7 +149,7 @@ class GgufBuilder {
     });
   }
   GgufBuilder& scalar_array(const std::string& key, uint32_t elem_type, uint64_t n,
-                           uint64_t elem_size) {
+                            uint64_t elem_size) {
     return kv(key, kArr, [&](std::string* s) {
       PutU32(s, elem_type);
       PutU64(s, n);

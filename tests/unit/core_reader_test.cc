@@ -469,8 +469,7 @@ TEST_F(CoreReaderTest, ReadersRaceGcPinRmAndPrefetch) {
   threads.emplace_back([&] {  // gc
     while (readers_left > 0) {
       uint64_t freed = 0;
-      if (Status s = store().evict_to(0, &freed); !s.ok())
-        failures.add("gc: " + s.to_string());
+      if (Status s = store().evict_to(0, &freed); !s.ok()) failures.add("gc: " + s.to_string());
       gc_freed += freed;
       std::this_thread::sleep_for(milliseconds(3));
     }

@@ -6,8 +6,8 @@
 #include <fstream>
 #include <string>
 
-#include "index/db.h"
 #include "fs/base/status.h"
+#include "index/db.h"
 
 namespace modelfs::index {
 namespace {
