@@ -1,23 +1,28 @@
 #!/usr/bin/env bash
 # The modelfs benchmark, one command:
 #
-#   sudo tests/bench/run.sh            # full run (2 GiB file), about 10 minutes
+#   sudo tests/bench/run.sh            # full run (2 GiB file), profiles lan and wan
 #   sudo tests/bench/run.sh --quick    # 512 MiB file, for development
 #
 # Options: --quick, --runs N (default 3), --work DIR (default /var/tmp/modelfs-bench, or
 # $MODELFS_BENCH_WORK), --only W1,W6 (subset, for development), --no-build (use an existing
 # build-release/cli/modelfs), --modelfs BIN (benchmark this binary; implies --no-build),
-# --src-rev REV (build `git archive REV` instead of the working tree).
+# --src-rev REV (build `git archive REV` instead of the working tree),
+# --profiles lan,wan (default; add wan-harsh, or pick one), --wan-latency-ms 30, --wan-rate 50M,
+# --harsh-latency-ms 80, --harsh-rate 20M (bytes/s per connection, SI), --slow-peer-runs 1
+# (runs of curl, @huggingface/hub and rclone in WAN profiles), --json FILE, --md FILE (default
+# tests/bench/results.json / results.md).
 #
-# Installs nginx, aria2, rclone and fio with apt if missing, builds the Release binary, makes
-# the data once (reused by later runs), runs every workload and prints the Markdown table;
-# writes tests/bench/results.json and tests/bench/results.md. Only 127.0.0.1 is contacted.
+# Installs nginx (+ its lua module), aria2, rclone and fio with apt if missing, builds the
+# Release binary, makes the data once (reused by later runs), runs every workload in every
+# profile and prints the Markdown table. Only 127.0.0.1 is contacted.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 t_start=$(date +%s)
 
-quick=0; runs=3; only=""; build=1; bin=""; src_rev=""
+quick=0; runs=3; only=""; build=1; bin=""; src_rev=""; pass=()
+json_out=$here/results.json; md_out=$here/results.md
 work=${MODELFS_BENCH_WORK:-/var/tmp/modelfs-bench}
 while [ $# -gt 0 ]; do
   case $1 in
@@ -28,7 +33,11 @@ while [ $# -gt 0 ]; do
     --no-build) build=0 ;;
     --modelfs) bin=$2; build=0; shift ;;
     --src-rev) src_rev=$2; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    --profiles|--wan-latency-ms|--wan-rate|--harsh-latency-ms|--harsh-rate|--slow-peer-runs)
+      pass+=("$1" "$2"); shift ;;
+    --json) json_out=$2; shift ;;
+    --md) md_out=$2; shift ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -45,13 +54,16 @@ command -v rclone >/dev/null || need+=(rclone)
 command -v fio >/dev/null || need+=(fio)
 command -v fusermount3 >/dev/null || need+=(fuse3)
 command -v curl >/dev/null || need+=(curl)
+# the WAN profiles' delay before each response: access_by_lua_block { ngx.sleep(...) }
+[ -f /usr/lib/nginx/modules/ngx_http_lua_module.so ] || need+=(libnginx-mod-http-lua)
 if [ ${#need[@]} -gt 0 ]; then
   say "installing ${need[*]}"
   timeout 300 apt-get update -qq
   DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
-if [ ! -d "$root/tests/node/node_modules/node-llama-cpp" ]; then
-  say "installing node-llama-cpp (packaging/install-deps.sh --test)"
+if [ ! -d "$root/tests/node/node_modules/node-llama-cpp" ] ||
+   [ ! -d "$root/tests/node/node_modules/@huggingface/hub" ]; then
+  say "installing node-llama-cpp and @huggingface/hub (packaging/install-deps.sh --test)"
   timeout 900 "$root/packaging/install-deps.sh" --test
 fi
 
@@ -102,16 +114,18 @@ if [ ! -s "$gguf" ]; then
   timeout 600 python3 "$here/make_bench_gguf.py" --vocab "$vocab" --out "$gguf"
 fi
 if [ $quick = 1 ]; then
-  fx=$work/fixtures-quick; big=$((512 << 20)); part=$((128 << 20))
+  fx=$work/fixtures-quick; big=$((512 << 20)); part=$((128 << 20)); shard=$((64 << 20))
 else
-  fx=$work/fixtures-full; big=$((2048 << 20)); part=$((256 << 20))
+  fx=$work/fixtures-full; big=$((2048 << 20)); part=$((256 << 20)); shard=$((256 << 20))
 fi
-timeout 900 python3 "$here/gen_bench_fixtures.py" --out "$fx" --big-size $big --part-size $part --gguf "$gguf" >&2
+# ~35 s the first time (2 GiB + 4 x 256 MiB + 100,000 tiny files), nothing afterwards
+timeout 900 python3 "$here/gen_bench_fixtures.py" --out "$fx" --big-size $big --part-size $part \
+  --shard-size $shard --gguf "$gguf" >&2
 t_data=$(date +%s)
 
 # 4. workloads ------------------------------------------------------------------------------
 args=(--modelfs "$bin" --work "$work" --fixtures "$fx" --runs "$runs"
-      --json "$here/results.json" --md "$here/results.md")
+      --json "$json_out" --md "$md_out" "${pass[@]}")
 [ $quick = 1 ] && args+=(--quick)
 [ -n "$only" ] && args+=(--only "$only")
 say "running the workloads"
@@ -119,6 +133,7 @@ say "running the workloads"
 # readers) a higher CPU and I/O priority than other jobs, the same for every system.
 prio=(nice -n -10 ionice -c2 -n0)
 [ "${MODELFS_BENCH_NO_PRIO:-0}" = 1 ] && prio=()
-timeout 1800 "${prio[@]}" python3 "$here/bench.py" "${args[@]}"
+# lan + wan take ~17 min on 2 cores; wan-harsh adds ~12 (see README)
+timeout 3600 "${prio[@]}" python3 "$here/bench.py" "${args[@]}"
 t_end=$(date +%s)
 say "done: build $((t_built - t_start))s, data $((t_data - t_built))s, workloads $((t_end - t_data))s, total $((t_end - t_start))s"
