@@ -57,7 +57,12 @@ bool ReadConfigFile(const std::string& path, ConfigMap* out, std::string* error)
       return false;
     }
     if (!IsMountKey(key)) {
-      *error = path + ":" + std::to_string(n) + ": unknown key '" + key + "'";
+      *error = path;
+      error->append(":")
+          .append(std::to_string(n))
+          .append(": unknown key '")
+          .append(key)
+          .append("'");
       return false;
     }
     (*out)[key] = Trim(t.substr(eq + 1));

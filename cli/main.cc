@@ -1,12 +1,16 @@
 // modelfs: Hugging Face Hub repos as a lazy, cached local filesystem.
 #include <CLI/CLI.hpp>
+#include <cstdio>
+#include <exception>
 #include <map>
 
 #include "cli/commands.h"
 #include "cli/settings.h"
 #include "fs/base/version.h"
 
-int main(int argc, char** argv) {
+namespace {
+
+int Run(int argc, char** argv) {
   using namespace modelfs::cli;
   CLI::App app{
       "modelfs: Hugging Face Hub repos as lazy local files, backed by a persistent chunk cache.\n"
@@ -32,4 +36,19 @@ int main(int argc, char** argv) {
     if (auto it = by_cmd.find(sub); it != by_cmd.end()) return it->second();
   }
   return kExitUsage;
+}
+
+}  // namespace
+
+// An exception that escapes a command (a bug, or out of memory) ends it with a message and
+// exit code 1, not with std::terminate's abort.
+int main(int argc, char** argv) {
+  try {
+    return Run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "modelfs: internal error: %s\n", e.what());
+  } catch (...) {
+    std::fprintf(stderr, "modelfs: internal error\n");
+  }
+  return modelfs::cli::kExitError;
 }

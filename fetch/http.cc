@@ -103,10 +103,10 @@ bool Headers::add(std::string_view name, std::string_view value) {
 }
 
 const std::string* Headers::get(std::string_view lower_name) const {
-  for (auto it = items_.rbegin(); it != items_.rend(); ++it) {
-    if (it->first == lower_name) return &it->second;
-  }
-  return nullptr;
+  // The last one wins.
+  auto it = std::find_if(items_.rbegin(), items_.rend(),
+                         [&](const auto& item) { return item.first == lower_name; });
+  return it == items_.rend() ? nullptr : &it->second;
 }
 
 // Idle easy handles, kept per origin so a reused handle finds its kept-alive connection.

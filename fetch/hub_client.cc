@@ -307,7 +307,7 @@ struct HubClient::Impl {
       http::Request req = base_request(*u, deadline, bearer);
       req.accept_compressed = true;
       req.max_buffered_body = kMaxApiBody;
-      req.headers.push_back("Accept: application/json");
+      req.headers.emplace_back("Accept: application/json");
       http::Response resp;
       requests.fetch_add(1, std::memory_order_relaxed);
       const http::Result r = transport.perform(req, &resp);

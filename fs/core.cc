@@ -16,7 +16,7 @@ std::string RepoKey(const Node& n) {
 }  // namespace
 
 Core::Core(CoreOptions options, index::Cache& cache, fetch::HubClient& hub)
-    : options_(options),
+    : options_(std::move(options)),
       cache_(cache),
       hub_(hub),
       snapshots_(options_, cache.meta(), hub, policy_),

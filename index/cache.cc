@@ -63,7 +63,7 @@ Status CreateSentinel(const fs::path& dir) {
 // Moves index.sqlite and its -wal/-shm aside; returns the new name of the main file.
 std::string MoveAside(const fs::path& db_path) {
   const std::string base = db_path.string();
-  const std::string aside = base + ".corrupt-" + std::to_string(NowUnix());
+  std::string aside = base + ".corrupt-" + std::to_string(NowUnix());
   for (const char* suffix : {"", "-wal", "-shm"}) {
     std::error_code ec;
     const std::string from = base + suffix;

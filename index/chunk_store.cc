@@ -227,7 +227,8 @@ struct Key {
   std::string id;
   uint32_t idx = 0;
   bool operator==(const Key&) const = default;
-  auto operator<=>(const Key&) const = default;
+  auto operator<=>(const Key&) const =
+      default;  // NOLINT(modernize-use-nullptr): a clang-tidy 14 false positive
 };
 
 struct KeyHash {

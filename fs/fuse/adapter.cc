@@ -349,8 +349,9 @@ Status ServeFuse(Core& core, const MountOptions& options, const std::function<vo
       "modelfs", "-o", "ro,default_permissions,fsname=modelfs,subtype=modelfs,max_read=1048576"};
   if (options.allow_other) argv_s.insert(argv_s.end(), {"-o", "allow_other"});
   for (const auto& o : options.fuse_options) argv_s.insert(argv_s.end(), {"-o", o});
-  if (options.debug) argv_s.push_back("-d");
+  if (options.debug) argv_s.emplace_back("-d");
   std::vector<char*> argv;
+  argv.reserve(argv_s.size());
   for (auto& s : argv_s) argv.push_back(s.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
   std::unique_ptr<fuse_args, ArgsDeleter> args_guard(&args);

@@ -127,7 +127,7 @@ class Reader {
   // and fetch the whole chunk for the cache in the background. False: use the normal path.
   bool read_direct(OpenFile& f, uint64_t offset, uint64_t end, char* dst);
   // Hashing in file order; see the header comment.
-  std::shared_ptr<HashCursor> cursor(const std::string& cid, bool create);
+  std::shared_ptr<HashCursor> cursor(const std::string& cid, bool force);
   void before_put(const std::string& cid, uint32_t index);
   void advance(const fetch::FileLocation& loc, const std::string& cid, uint32_t index,
                const std::string* data);
