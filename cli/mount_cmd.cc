@@ -49,7 +49,9 @@ struct MountArgs {
   unsigned read_timeout = 60;
   unsigned stall_timeout = 20;
   unsigned retries = 5;
-  unsigned fetch_threads = 8;
+  unsigned fetch_threads = 32;
+  std::string readahead_max = "256M";
+  std::string model_prefetch = "on";
   unsigned max_threads = 64;
   std::string chunk_size = "1M";
   bool debug_fuse = false;
@@ -128,6 +130,12 @@ bool ApplyKey(MountArgs& a, const std::string& key, const std::string& value, st
     return uint_value(&a.revision_ttl);
   else if (key == "read_timeout")
     return uint_value(&a.read_timeout);
+  else if (key == "fetch_threads")
+    return uint_value(&a.fetch_threads);
+  else if (key == "readahead_max")
+    a.readahead_max = value;
+  else if (key == "model_prefetch")
+    a.model_prefetch = value;
   return true;  // "config" and "mountpoint" are handled by the caller
 }
 
@@ -155,22 +163,26 @@ int MergeSettings(MountArgs& a, CLI::App* cmd) {
   bool token_from_flags =
       cmd->get_option("--token-file")->count() > 0 || from_o.count("token_file");
   for (auto& [k, v] : from_o) merged[k] = v;
-  static const std::map<std::string, std::string> flag_of = {{"cache_dir", "--cache-dir"},
-                                                             {"cache_size", "--cache-size"},
-                                                             {"endpoint", "--endpoint"},
-                                                             {"token_file", "--token-file"},
-                                                             {"admin_group", "--admin-group"},
-                                                             {"log_level", "--log-level"},
-                                                             {"control_socket", "--control-socket"},
-                                                             {"metrics", "--metrics"},
-                                                             {"allow", "--allow"},
-                                                             {"deny", "--deny"},
-                                                             {"allow_other", "--allow-other"},
-                                                             {"refuse_gated", "--refuse-gated"},
-                                                             {"offline", "--offline"},
-                                                             {"revision_ttl", "--revision-ttl"},
-                                                             {"read_timeout", "--read-timeout"},
-                                                             {"strict_verify", "--strict-verify"}};
+  static const std::map<std::string, std::string> flag_of = {
+      {"cache_dir", "--cache-dir"},
+      {"cache_size", "--cache-size"},
+      {"endpoint", "--endpoint"},
+      {"token_file", "--token-file"},
+      {"admin_group", "--admin-group"},
+      {"log_level", "--log-level"},
+      {"control_socket", "--control-socket"},
+      {"metrics", "--metrics"},
+      {"allow", "--allow"},
+      {"deny", "--deny"},
+      {"allow_other", "--allow-other"},
+      {"refuse_gated", "--refuse-gated"},
+      {"offline", "--offline"},
+      {"revision_ttl", "--revision-ttl"},
+      {"read_timeout", "--read-timeout"},
+      {"strict_verify", "--strict-verify"},
+      {"fetch_threads", "--fetch-threads"},
+      {"readahead_max", "--readahead-max"},
+      {"model_prefetch", "--model-prefetch"}};
   for (const auto& [k, v] : from_o) a.fixed_keys.insert(k);
   for (const auto& [k, flag] : flag_of) {
     if (cmd->get_option(flag)->count() > 0) a.fixed_keys.insert(k);
@@ -357,6 +369,9 @@ int RunMount(const MountArgs& a) {
   // Chunk buffers (1 MiB) come and go for every MiB read; from the heap they are reused, while
   // above glibc's mmap threshold each one costs an mmap, page faults and zeroed pages.
   ::mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  // ... and freed ones are kept for the next chunk instead of being handed back to the kernel,
+  // which would fault (and zero) fresh pages for every MiB fetched.
+  ::mallopt(M_TRIM_THRESHOLD, 128 << 20);
   // Everything that can be checked without side effects is checked before forking.
   std::error_code ec;
   if (!std::filesystem::is_directory(a.mountpoint, ec)) {
@@ -378,6 +393,22 @@ int RunMount(const MountArgs& a) {
     std::fprintf(stderr, "modelfs: --chunk-size must be a power of two from %s to %s\n",
                  FormatSize(index::kMinChunkSize).c_str(),
                  FormatSize(index::kMaxChunkSize).c_str());
+    return kExitUsage;
+  }
+  auto readahead_max = ParseSize(a.readahead_max);
+  if (!readahead_max || *readahead_max < (1u << 20)) {
+    std::fprintf(stderr, "modelfs: --readahead-max '%s' must be a size of at least 1M\n",
+                 a.readahead_max.c_str());
+    return kExitUsage;
+  }
+  bool model_prefetch = true;
+  if (a.model_prefetch.empty() || !ParseBool(a.model_prefetch, &model_prefetch)) {
+    std::fprintf(stderr, "modelfs: --model-prefetch must be on or off, not '%s'\n",
+                 a.model_prefetch.c_str());
+    return kExitUsage;
+  }
+  if (a.fetch_threads == 0 || a.fetch_threads > 256) {
+    std::fprintf(stderr, "modelfs: --fetch-threads must be 1 to 256\n");
     return kExitUsage;
   }
   Token token;
@@ -439,6 +470,10 @@ int RunMount(const MountArgs& a) {
   so.core.negative_ttl = std::chrono::seconds(a.negative_ttl);
   so.core.read_timeout = std::chrono::seconds(a.read_timeout);
   so.core.fetch_threads = std::max(1u, a.fetch_threads);
+  so.core.readahead_max = *readahead_max;
+  so.core.model_prefetch = model_prefetch;
+  // Idle connections kept: one per range request in flight, plus the readers' own misses.
+  so.hub.max_idle_connections = std::max<size_t>(32, a.fetch_threads + 16);
   so.core.offline = offline;
   so.core.strict_verify = a.strict_verify;
   so.core.control_socket =
@@ -538,7 +573,15 @@ Runner AddMountCommand(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--retries", a->retries, "Attempts per download before giving up")
       ->capture_default_str();
-  cmd->add_option("--fetch-threads", a->fetch_threads, "Parallel readahead downloads")
+  cmd->add_option("--fetch-threads", a->fetch_threads,
+                  "Range requests in flight at most (readahead and prefetch)")
+      ->capture_default_str();
+  cmd->add_option("--readahead-max", a->readahead_max,
+                  "Largest readahead window of a sequential reader (it ramps up to this)")
+      ->capture_default_str();
+  cmd->add_option("--model-prefetch", a->model_prefetch,
+                  "on: opening a shard of a sharded model (or its index) fetches the other shards, "
+                  "and model files read past their header are read ahead at full width; off: no")
       ->capture_default_str();
   cmd->add_option("--max-threads", a->max_threads, "FUSE worker threads")->capture_default_str();
   cmd->add_option("--chunk-size", a->chunk_size, "Chunk size of a new cache (power of two)")

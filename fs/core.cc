@@ -4,6 +4,8 @@
 
 #include <ctime>
 
+#include "fs/read/model_prefetch.h"
+
 namespace modelfs::fs {
 namespace {
 
@@ -20,7 +22,8 @@ Core::Core(CoreOptions options, index::Cache& cache, fetch::HubClient& hub)
       cache_(cache),
       hub_(hub),
       snapshots_(options_, cache.meta(), hub, policy_),
-      reader_(options_, cache.chunks(), hub),
+      upstream_(hub),
+      reader_(options_, cache.chunks(), upstream_),
       started_(static_cast<int64_t>(std::time(nullptr))) {
   reader_.set_on_content_dropped([this](const std::string& cid) {
     MutexLock lock(invalidator_mu_);
@@ -226,6 +229,7 @@ Status Core::open(uint64_t ino, uint64_t* handle) {
   loc.size = node->file.size;
   loc.etag = node->file.content_id();
   auto f = reader_.open(std::move(loc), node->file.content_id());
+  if (options_.model_prefetch) prefetch_model_set(*node);
   {
     MutexLock lock(handles_mu_);
     handles_.insert(f.get());
@@ -233,6 +237,32 @@ Status Core::open(uint64_t ino, uint64_t* handle) {
   *handle = reinterpret_cast<uint64_t>(f.release());
   open_files_++;
   return Status::Ok();
+}
+
+void Core::prefetch_model_set(const Node& node) {
+  const std::string& path = node.file.path;
+  const bool maybe = path.find("-of-") != std::string::npos ||
+                     (path.size() > 11 && path.compare(path.size() - 11, 11, ".index.json") == 0);
+  if (!maybe) return;
+  std::shared_ptr<const Snapshot> snap;
+  if (!snapshots_.get(node.repo_id, node.revision, &snap).ok() || snap->commit != node.commit) {
+    return;
+  }
+  std::vector<std::string> paths;
+  paths.reserve(snap->files.size());
+  for (const auto& f : snap->files) paths.push_back(f.path);
+  std::vector<std::pair<fetch::FileLocation, std::string>> files;
+  for (const auto& shard : ShardSet(path, paths)) {
+    const index::FileRecord* f = snap->file(shard);
+    if (f == nullptr) continue;
+    files.push_back(
+        {{node.repo_id, snap->commit, f->path, f->size, f->content_id()}, f->content_id()});
+  }
+  if (!files.empty()) reader_.prefetch_files(files);
+}
+
+Status Core::read(uint64_t handle, uint64_t offset, size_t size, ReadPieces* out) {
+  return reader_.read(*reinterpret_cast<OpenFile*>(handle), offset, size, out);
 }
 
 Status Core::read(uint64_t handle, uint64_t offset, size_t size, std::string* out) {

@@ -62,6 +62,8 @@ class Core {
 
   // Opens a file for reading; *handle is passed back to read and release.
   Status open(uint64_t ino, uint64_t* handle);
+  // *out points into chunk buffers kept alive by it: a reply needs no copy.
+  Status read(uint64_t handle, uint64_t offset, size_t size, ReadPieces* out);
   Status read(uint64_t handle, uint64_t offset, size_t size, std::string* out);
   void release(uint64_t handle);
 
@@ -89,11 +91,15 @@ class Core {
   // remembered misses and refusals after a new token or policy.
   void set_policy(PolicyRules rules);
   void forget_misses();
+  // The content's bytes kept in memory go too, once its chunks are removed from the cache.
+  void forget_content(const std::string& content_id) { reader_.forget_content(content_id); }
 
  private:
   Status child_of(const Node& dir, std::string_view name, std::shared_ptr<const Node>* out);
   Status snapshot_of(const Node& node, std::shared_ptr<const Snapshot>* out);
   Attr attr_of(const Node& node) const;
+  // Model-aware prefetch: the other shards of a sharded checkpoint, on opening one of them.
+  void prefetch_model_set(const Node& node);
   std::shared_ptr<const Node> repo_child(const Node& parent, const Snapshot& snap,
                                          const std::string& rel_path, const Snapshot::Child& c);
 
@@ -103,6 +109,7 @@ class Core {
   AccessPolicy policy_;
   Snapshots snapshots_;
   InodeTable inodes_;
+  HubUpstream upstream_;
   Reader reader_;
   std::atomic<uint64_t> open_files_{0};
   // Handles still open when the mount goes away (a lazy unmount sends no release) are freed

@@ -14,12 +14,23 @@ struct CoreOptions {
   std::chrono::seconds negative_ttl{60};
   // Longest a read waits for its bytes; then it fails with EIO.
   std::chrono::milliseconds read_timeout{60'000};
-  // Sequential readahead starts at readahead_initial and doubles up to readahead_max.
-  uint64_t readahead_initial = 4ull << 20;
-  uint64_t readahead_max = 64ull << 20;
-  // Readahead is split into HTTP range requests of this many bytes, run in parallel.
+  // Sequential readahead starts at readahead_initial (or what the measured bandwidth-delay
+  // product asks for) and doubles up to readahead_max, in range requests of up to fetch_unit
+  // bytes (fs/read/readahead.h).
+  uint64_t readahead_initial = 4ull << 20;  // 0: no readahead
+  uint64_t readahead_max = 256ull << 20;
   uint64_t fetch_unit = 8ull << 20;
-  unsigned fetch_threads = 8;
+  // Range requests in flight at most (readahead, prefetch); a reader's own miss is fetched by
+  // its thread on top.
+  unsigned fetch_threads = 32;
+  // Opening one shard of a sharded checkpoint (or its index) fetches the others in the
+  // background; model files read past their header are read ahead at full width.
+  bool model_prefetch = true;
+  // Memory for the chunks fetched last (the reader right behind readahead gets them from here,
+  // and they are the only copy when the disk cache had no room), and for chunks that arrived
+  // ahead of the sha256 cursor (hashed from memory instead of being read back).
+  uint64_t hot_bytes = 64ull << 20;
+  uint64_t hash_backlog_bytes = 64ull << 20;
   // Kernel cache timeouts for paths pinned to a commit (immutable).
   std::chrono::seconds immutable_ttl{86'400};
   bool offline = false;

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <map>
@@ -833,10 +834,17 @@ Status ChunkStore::Impl::put(std::string_view id, uint32_t idx, std::string_view
   const auto size = static_cast<uint32_t>(data.size());
   uint64_t seq = 0;
   uint64_t gen = 0;
-  for (int attempt = 0;; ++attempt) {
+  // Eviction rounds that freed nothing. Under contention other writers' reservations hold the
+  // space; they become evictable once written, so a full cache is only declared after rounds
+  // that could free nothing while no writes were pending.
+  int idle_rounds = 0;
+  for (;;) {
     uint64_t target = 0;
     {
       std::unique_lock lock(mu);
+      if (idle_rounds > 0 && reserved > 0) {
+        key_cv.wait_for(lock, std::chrono::milliseconds(20));
+      }
       for (;;) {
         auto it = entries.find(key);
         if (it != entries.end() && it->second.state == State::kPresent) return Status::Ok();
@@ -862,7 +870,7 @@ Status ChunkStore::Impl::put(std::string_view id, uint32_t idx, std::string_view
         reserved += size;
         break;
       }
-      if (size > capacity || attempt >= 3) {
+      if (size > capacity || idle_rounds >= (reserved > 0 ? 50 : 3)) {
         return Status(Code::kNoSpace, "cache full: " + std::to_string(used) + " of " +
                                           std::to_string(capacity) +
                                           " bytes used by pinned or in-use chunks");
@@ -873,6 +881,7 @@ Status ChunkStore::Impl::put(std::string_view id, uint32_t idx, std::string_view
     uint64_t freed = 0;
     Status s = evict_to(target, &freed);
     if (!s.ok()) return s;
+    idle_rounds = freed > 0 ? 0 : idle_rounds + 1;
   }
 
   auto abort = [&](Status s) {
@@ -1423,6 +1432,11 @@ void ChunkStore::set_capacity(uint64_t capacity_bytes) {
         static_cast<uint64_t>(static_cast<double>(capacity_bytes) * impl_->opt.low_water);
     impl_->evict_to(target, nullptr);
   }
+}
+
+uint64_t ChunkStore::capacity() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->capacity;
 }
 
 uint64_t ChunkStore::cached_bytes(std::string_view content_id) const {

@@ -114,6 +114,7 @@ class ChunkStore {
   void set_capacity(uint64_t capacity_bytes);
 
   uint64_t cached_bytes(std::string_view content_id) const;
+  uint64_t capacity() const;  // the limit now (cheap: no walk over contents)
   Status list_contents(std::vector<ContentUsage>* out) const;
   ChunkStoreStats stats() const;
   Status flush_access();

@@ -36,13 +36,21 @@ std::string PrometheusText(const CoreStats& s) {
   Metric(o, "served_from_cache_bytes_total", "counter", "Bytes read back from the cache.",
          d(r.bytes_from_cache));
   Metric(o, "fetched_bytes_total", "counter", "Chunk bytes fetched from upstream.",
-         d(r.bytes_fetched));
+         d(r.fetch.bytes_fetched));
   Metric(o, "hit_ratio", "gauge", "Share of served bytes that came from the cache.",
          r.bytes_read ? d(r.bytes_from_cache) / d(r.bytes_read) : 0.0);
   Metric(o, "read_errors_total", "counter", "Reads that failed.", d(r.read_errors));
   Metric(o, "inflight_chunks", "gauge", "Chunks being fetched now.", d(r.inflight_chunks));
   Metric(o, "sha256_mismatches_total", "counter", "Files whose sha256 did not match.",
-         d(r.sha256_mismatches));
+         d(r.verify.sha256_mismatches));
+  Metric(o, "fetch_requests_in_flight", "gauge", "Range requests in flight now.",
+         d(r.fetch.requests_in_flight));
+  Metric(o, "fetch_rate_bytes_per_second", "gauge", "Measured download rate, all requests.",
+         r.fetch.net.rate);
+  Metric(o, "fetch_ttfb_seconds", "gauge", "Measured time to first byte of a range request.",
+         r.fetch.net.ttfb_s);
+  Metric(o, "model_prefetch_files_total", "counter", "Files fetched by model-aware prefetch.",
+         d(r.model_prefetch_files));
   Metric(o, "upstream_requests_total", "counter", "HTTP requests sent upstream.",
          d(s.hub.requests));
   Metric(o, "upstream_retries_total", "counter", "Upstream retries.", d(s.hub.retries));

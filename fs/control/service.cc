@@ -242,6 +242,7 @@ Status Service::info(const RepoArg& repo, InfoResult* out) {
 
 Status Service::stats(StatsResult* out) {
   out->cache_dir = cache_dir_;
+  out->model_prefetch = core_.options().model_prefetch;
   out->core = core_.stats();
   return Status::Ok();
 }
@@ -411,6 +412,7 @@ Status Service::rm(const std::optional<RepoArg>& repo, const Selection& sel, boo
     if (bytes == 0 && !chunks_.is_pinned(id)) continue;
     // A pin outlives remove_content (it covers future chunks), so a forced rm lifts it first.
     if (chunks_.is_pinned(id)) (void)chunks_.set_pinned(id, false);
+    core_.forget_content(id);
     if (chunks_.remove_content(id).ok()) {
       out->freed_bytes += bytes;
       ++out->removed_files;
@@ -447,6 +449,7 @@ Status Service::verify(const std::optional<RepoArg>& repo, const VerifyProgress&
       if (chunks_.content_sha256(cid, f.file.size, &hex).ok()) {
         if (hex != f.file.sha256) {
           file_bad = true;
+          core_.forget_content(cid);
           (void)chunks_.remove_content(cid);
         } else {
           (void)chunks_.mark_verified(cid);

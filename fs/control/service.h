@@ -84,6 +84,7 @@ struct InfoResult {
 
 struct StatsResult {
   std::string cache_dir;
+  bool model_prefetch = false;
   CoreStats core;
 };
 

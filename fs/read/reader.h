@@ -1,42 +1,47 @@
 // The data path: serves byte ranges of immutable files from the chunk store, fetching what is
-// missing from the Hub.
+// missing upstream. It composes the units of fs/read:
+//   inflight.h        one fetch per chunk; readers of a chunk in flight wait for it (bounded)
+//   fetcher.h         range requests into the store, on the reader's thread or a worker pool
+//   readahead.h       the window a sequential reader gets, ramped from the measured network
+//   verifier.h        sha256 of LFS files in file order as their chunks land
+//   hot_tier.h        chunks kept in memory when the disk cache has no room
+//   model_prefetch.h  what a loader reads next
+// and, in their own files: small random misses answered by their own range request
+// (reader_direct.cc) and strict verification (reader_strict.cc).
 //
-// - A miss fetches the chunks the read needs in the reading thread; sequential reading grows a
-//   readahead window (readahead_initial doubling to readahead_max) fetched in parallel ranges
-//   of fetch_unit bytes on a thread pool. A random read fetches only its own chunks.
-// - One fetch per chunk: readers that want a chunk already in flight wait for it (bounded by
-//   read_timeout) and get the same bytes.
-// - Per-read state is per open handle; nothing serialises unrelated reads of one file.
-// - Integrity of LFS files (content id = sha256): chunks are hashed in file order as they land
-//   (a HashCursor per file), so the sha256 is known the moment the last chunk is stored. A
-//   match is recorded in the index (ChunkStore::mark_verified). A mismatch drops every chunk of
-//   the file, asks the kernel to forget its cached pages (on_content_dropped) and fails the
-//   read that needed the verdict with kIo:
-//     lazy (default): a read of the file's last chunk waits for the verdict, so a reader of
-//       the whole file (cat, cp, a model loader) always gets an error, never a silent success;
-//       bytes before the end may have been served unverified.
-//     strict (options.strict_verify): no byte of an unverified file is served; the first read
-//       downloads and checks the whole file.
+// Integrity of LFS files (content id = sha256): a mismatch drops every chunk of the file, asks
+// the kernel to forget its cached pages (on_content_dropped) and fails the read that needed
+// the verdict with kIo:
+//   lazy (default): a read of the file's last chunk waits for the verdict, so a reader of the
+//     whole file (cat, cp, a model loader) always gets an error, never a silent success;
+//     bytes before the end may have been served unverified.
+//   strict (options.strict_verify): no byte of an unverified file is served; the first read
+//     downloads and checks the whole file.
 //
-// Thread safety: all methods may be called concurrently.
+// Thread safety: all methods may be called concurrently; per-read state is per open handle,
+// so nothing serialises unrelated reads of one file.
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
+#include <chrono>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
 #include "fetch/hub_client.h"
+#include "fs/base/mutex.h"
 #include "fs/base/status.h"
 #include "fs/options.h"
-#include "fs/read/thread_pool.h"
+#include "fs/read/chunk.h"
+#include "fs/read/fetcher.h"
+#include "fs/read/hot_tier.h"
+#include "fs/read/inflight.h"
+#include "fs/read/readahead.h"
+#include "fs/read/upstream.h"
+#include "fs/read/verifier.h"
 #include "index/chunk_store.h"
 
 namespace modelfs::fs {
@@ -45,40 +50,39 @@ namespace modelfs::fs {
 struct OpenFile {
   fetch::FileLocation loc;
   std::string content_id;
-  std::mutex mu;  // guards the readahead fields only
-  uint64_t next_offset = 0;
-  uint64_t run_start = 0;  // where the current sequential run began
-  bool jumped = true;      // the last read did not follow on from the one before
-  uint64_t window = 0;
-  uint64_t scheduled_until = 0;
+  bool model_file = false;      // read ahead at full width once past the header
   uint32_t mismatch_epoch = 0;  // the content's sha256 mismatch count when opened
+  Mutex mu;
+  ReadaheadState ra GUARDED_BY(mu);
 };
 
 struct ReaderStats {
   uint64_t reads = 0;
-  uint64_t bytes_read = 0;        // bytes returned to readers
-  uint64_t bytes_from_cache = 0;  // of which read back from the chunk store
-  uint64_t bytes_fetched = 0;     // chunk bytes received from upstream
-  uint64_t chunks_fetched = 0;
+  uint64_t bytes_read = 0;         // bytes returned to readers
+  uint64_t bytes_from_cache = 0;   // of which read back from the chunk store
+  uint64_t bytes_from_memory = 0;  // served from chunks in memory (just fetched, or hot tier)
   uint64_t shared_waits = 0;       // times a reader joined a fetch already in flight
   uint64_t direct_reads = 0;       // small random misses answered from their own range request
-  uint64_t bytes_from_memory = 0;  // served from chunks just fetched, still in memory
   uint64_t corrupt_chunks = 0;     // failed their checksum on read-back and were refetched
-  uint64_t files_verified = 0;     // sha256 matched
-  uint64_t sha256_mismatches = 0;
   uint64_t read_errors = 0;
-  uint64_t inflight_chunks = 0;  // now
+  uint64_t inflight_chunks = 0;         // now
+  uint64_t model_prefetch_files = 0;    // files queued by model-aware prefetch
+  uint64_t model_prefetch_skipped = 0;  // sets not prefetched: they would not fit the cache
+  FetcherStats fetch;
+  VerifierStats verify;
 };
 
 class Reader {
  public:
-  Reader(const CoreOptions& options, index::ChunkStore& store, fetch::HubClient& hub);
-  ~Reader();  // cancels readahead and waits for its threads
+  Reader(const CoreOptions& options, index::ChunkStore& store, Upstream& upstream);
+  ~Reader();  // stops the fetch workers (their chunks fail with kCancelled) and joins them
   Reader(const Reader&) = delete;
   Reader& operator=(const Reader&) = delete;
 
   std::unique_ptr<OpenFile> open(fetch::FileLocation loc, std::string content_id);
-  // Reads [offset, offset + size) clipped to the file into *out.
+  // Reads [offset, offset + size) clipped to the file: *out gets pieces of memory, no copy.
+  Status read(OpenFile& file, uint64_t offset, size_t size, ReadPieces* out);
+  // The same, copied into one string.
   Status read(OpenFile& file, uint64_t offset, size_t size, std::string* out);
 
   // Makes every chunk of the file present (prefetch) with up to `jobs` ranges in flight, then
@@ -87,7 +91,14 @@ class Reader {
   Status fetch_all(const fetch::FileLocation& loc, const std::string& content_id, unsigned jobs,
                    const std::function<bool(uint64_t)>& progress);
 
+  // Model-aware prefetch: fetches these files whole, in order, in the background, if together
+  // they fit the cache beside what is pinned; once per content.
+  void prefetch_files(const std::vector<std::pair<fetch::FileLocation, std::string>>& files);
+
   ReaderStats stats() const;
+
+  // Drops the content's chunks kept in memory (after rm or verify removed them from disk).
+  void forget_content(const std::string& content_id) { hot_.forget(content_id); }
 
   // Called (from a worker thread) after a content's data was dropped for a sha256 mismatch, so
   // the kernel's cached pages of it can be invalidated. Set before the first read.
@@ -96,81 +107,42 @@ class Reader {
   }
 
  private:
-  struct HashCursor;
-  struct Pending {
-    std::mutex mu;
-    std::condition_variable cv;
-    bool done = false;
-    Status status;
-    std::shared_ptr<const std::string> data;
-  };
-  using PendingList = std::vector<std::shared_ptr<Pending>>;
-
   uint64_t chunk_len(uint64_t file_size, uint32_t index) const;
-  // Registers chunks first, first+1, ... (< end) that are neither stored nor in flight, stopping
-  // at the first that is; the caller must then fetch exactly those.
-  PendingList claim(const std::string& cid, uint32_t first, uint32_t end);
-  void fetch_run(const fetch::FileLocation& loc, const std::string& cid, uint32_t first,
-                 PendingList pending);
-  void finish(const std::string& cid, uint32_t index, Pending& p, Status st,
-              std::shared_ptr<const std::string> data);
-  std::shared_ptr<Pending> find_inflight(const std::string& cid, uint32_t index);
-  // The last chunks fetched, kept in memory (bounded): the reader that asked for them is
-  // usually right behind, and when the disk cache has no room they are the only copy.
-  void hot_put(const std::string& cid, uint32_t index, std::shared_ptr<const std::string> data);
-  std::shared_ptr<const std::string> hot_get(const std::string& cid, uint32_t index);
-  void hot_forget(const std::string& cid);
-  Status read_chunk(OpenFile& f, uint32_t index, uint32_t offset, uint32_t length, char* dst,
-                    uint32_t last_needed, std::chrono::steady_clock::time_point deadline);
+  // *waited: the bytes were in flight (or missing) and the read had to wait for them.
+  Status read_chunk(OpenFile& f, uint32_t index, uint32_t offset, uint32_t length,
+                    uint32_t last_needed, std::chrono::steady_clock::time_point deadline,
+                    ReadPieces* out, bool* waited);
   void schedule_readahead(OpenFile& f, uint64_t offset, uint64_t end);
-  // A small random read of a chunk nobody has: fetch just its bytes (one short range request)
-  // and fetch the whole chunk for the cache in the background. False: use the normal path.
-  bool read_direct(OpenFile& f, uint64_t offset, uint64_t end, char* dst);
-  // Hashing in file order; see the header comment.
-  std::shared_ptr<HashCursor> cursor(const std::string& cid, bool force);
-  void before_put(const std::string& cid, uint32_t index);
-  void advance(const fetch::FileLocation& loc, const std::string& cid, uint32_t index,
-               const std::string* data);
-  // Ok if verified (or not an LFS file); kNotFound if chunks are missing; kIo on a mismatch.
-  Status verify_complete(const fetch::FileLocation& loc, const std::string& cid);
-  Status consume_locked(HashCursor& c, const fetch::FileLocation& loc, const std::string& cid);
-  // The upstream sent wrong bytes: count and log it, drop the content from disk, memory and
-  // the kernel's page cache, and fail the end of handles opened before now.
-  void drop_bad_content(const fetch::FileLocation& loc, const std::string& cid,
-                        const std::string& why);
+  // Queues [from, to) as range jobs of up to `part` bytes; chunks already there are skipped.
+  void schedule(const fetch::FileLocation& loc, const std::string& cid, uint64_t from, uint64_t to,
+                uint64_t part, FetchPriority priority);
+  // reader_direct.cc: a small random read of a chunk nobody has, answered by its own short
+  // range request while the whole chunk is fetched for the cache. False: use the normal path.
+  bool read_direct(OpenFile& f, uint64_t offset, uint64_t end, ReadPieces* out);
+  // reader_strict.cc
+  Status read_strict(OpenFile& f, uint64_t offset, uint64_t end, ReadPieces* out);
   Status strict_check(OpenFile& f);
-  Status read_strict(OpenFile& f, uint64_t offset, uint64_t end, char* dst);
-  uint32_t mismatch_epoch(const std::string& cid);
 
   const CoreOptions& options_;
   index::ChunkStore& store_;
-  fetch::HubClient& hub_;
+  Upstream& upstream_;
   const uint32_t chunk_size_;
-  std::atomic<bool> stopping_{false};
-
-  std::mutex hot_mu_;
-  std::unordered_map<std::string, std::shared_ptr<const std::string>> hot_;
-  std::deque<std::string> hot_order_;  // oldest first
-  uint64_t hot_bytes_ = 0;
-  std::atomic<size_t> hot_count_{0};     // hot_.size(), read without the lock
-  std::atomic<bool> store_full_{false};  // the last put found no room
-
-  mutable std::mutex inflight_mu_;
-  std::unordered_map<std::string, std::shared_ptr<Pending>> inflight_;
-  std::mutex cursors_mu_;
-  std::unordered_map<std::string, std::shared_ptr<HashCursor>> cursors_;
-  // sha256 mismatches per content: a handle opened before one may hold bad bytes, so the end of
-  // the file is refused to it.
-  std::unordered_map<std::string, uint32_t> mismatch_epoch_;
+  const ReadaheadConfig ra_config_;
+  HotTier hot_;
+  Inflight inflight_;
+  Verifier verifier_;
   std::function<void(const std::string&)> on_dropped_;
 
+  Mutex model_mu_;
+  std::unordered_set<std::string> model_prefetched_ GUARDED_BY(model_mu_);
+
   struct Counters {
-    std::atomic<uint64_t> reads{0}, bytes_read{0}, bytes_from_cache{0}, bytes_fetched{0},
-        chunks_fetched{0}, shared_waits{0}, direct_reads{0}, bytes_from_memory{0},
-        corrupt_chunks{0}, files_verified{0}, sha256_mismatches{0}, read_errors{0};
+    std::atomic<uint64_t> reads{0}, bytes_read{0}, bytes_from_cache{0}, bytes_from_memory{0},
+        shared_waits{0}, direct_reads{0}, corrupt_chunks{0}, read_errors{0}, model_files{0},
+        model_skipped{0};
   } n_;
   // Last member: its destructor joins the workers while everything above is still alive.
-  ThreadPool pool_;
+  Fetcher fetcher_;
 };
 
 }  // namespace modelfs::fs

@@ -1,4 +1,4 @@
-// Reader (fs/reader.cc) under concurrency, against the hub simulator and a real chunk store:
+// Reader (fs/read/) under concurrency, against the hub simulator and a real chunk store:
 // many readers of the same and different LFS files, with gc, pin, rm and prefetch running,
 // sha256 mismatches found while other handles read, and strict verification. Every byte is
 // checked against the fixture files and upstream traffic against the simulator's counters.
@@ -140,6 +140,7 @@ class CoreReaderTest : public ::testing::Test {
 
   void TearDown() override {
     reader_.reset();  // joins its pool before the store and the client go
+    upstream_.reset();
     hub_.reset();
     cache_.reset();
     std::error_code ec;
@@ -163,7 +164,8 @@ class CoreReaderTest : public ::testing::Test {
     ho.backoff_max = milliseconds(200);
     hub_ = std::make_unique<fetch::HubClient>(ho);
     options_ = options;
-    reader_ = std::make_unique<Reader>(options_, cache_->chunks(), *hub_);
+    upstream_ = std::make_unique<HubUpstream>(*hub_);
+    reader_ = std::make_unique<Reader>(options_, cache_->chunks(), *upstream_);
   }
 
   static CoreOptions Options() {
@@ -208,6 +210,7 @@ class CoreReaderTest : public ::testing::Test {
   CoreOptions options_;  // the reader keeps a reference
   std::unique_ptr<index::Cache> cache_;
   std::unique_ptr<fetch::HubClient> hub_;
+  std::unique_ptr<HubUpstream> upstream_;
   std::unique_ptr<Reader> reader_;
 };
 
@@ -296,10 +299,10 @@ TEST_F(CoreReaderTest, RandomReadsFromEightThreadsFetchEachTouchedChunkOnce) {
     EXPECT_LE(up, touched_bytes + small_bytes[i]) << f.name << ": a chunk was fetched twice";
   }
   const ReaderStats rs = reader_->stats();
-  EXPECT_EQ(rs.chunks_fetched, touched_chunks);
-  EXPECT_EQ(rs.bytes_fetched, touched_bytes_all);
+  EXPECT_EQ(rs.fetch.chunks_fetched, touched_chunks);
+  EXPECT_EQ(rs.fetch.bytes_fetched, touched_bytes_all);
   EXPECT_EQ(rs.read_errors, 0u);
-  EXPECT_EQ(rs.sha256_mismatches, 0u);
+  EXPECT_EQ(rs.verify.sha256_mismatches, 0u);
   EXPECT_EQ(store().stats().chunks, touched_chunks);
   EXPECT_EQ(store().stats().used_bytes, touched_bytes_all);
 }
@@ -375,11 +378,11 @@ TEST_F(CoreReaderTest, SequentialReadersWithReadaheadShareEveryFetch) {
   EXPECT_LE(CdnBytes(counters, large_->cid), large_->size() + small_large.load())
       << "a chunk of large.bin was fetched more than once";
   const ReaderStats rs = reader_->stats();
-  EXPECT_EQ(rs.chunks_fetched, total_chunks);
+  EXPECT_EQ(rs.fetch.chunks_fetched, total_chunks);
   // At least one verdict per file; more is the redundant re-hash that
   // EndReadersWaitingForOneVerdictHashTheFileOnce pins down.
-  EXPECT_GE(rs.files_verified, 3u);
-  EXPECT_EQ(rs.sha256_mismatches, 0u);
+  EXPECT_GE(rs.verify.files_verified, 3u);
+  EXPECT_EQ(rs.verify.sha256_mismatches, 0u);
   EXPECT_EQ(rs.read_errors, 0u);
 }
 
@@ -523,7 +526,7 @@ TEST_F(CoreReaderTest, ReadersRaceGcPinRmAndPrefetch) {
     EXPECT_TRUE(code == "ok" || code == "not found" || code == "no space") << codes;
   }
   const ReaderStats rs = reader_->stats();
-  EXPECT_EQ(rs.sha256_mismatches, 0u) << "a race produced a false sha256 mismatch";
+  EXPECT_EQ(rs.verify.sha256_mismatches, 0u) << "a race produced a false sha256 mismatch";
   EXPECT_EQ(rs.corrupt_chunks, 0u) << "a chunk read back failed its checksum";
   EXPECT_EQ(rs.read_errors, 0u);
 
@@ -610,7 +613,7 @@ TEST_F(CoreReaderTest, EndReadersWaitingForOneVerdictHashTheFileOnce) {
   EXPECT_EQ(failures.count(), 0) << failures.text();
   EXPECT_TRUE(store().is_verified(f.cid));
   EXPECT_EQ(CdnBytes(sim_->counters(), f.cid), 0u);  // served from the cache alone
-  EXPECT_EQ(reader_->stats().files_verified, 1u)
+  EXPECT_EQ(reader_->stats().verify.files_verified, 1u)
       << "the file was hashed again by readers that waited for the first verdict";
 }
 
@@ -642,7 +645,7 @@ TEST_F(CoreReaderTest, Sha256MismatchFailsTheEndForEveryHandleOpenBeforeIt) {
       auto h = reader_->open(f.loc, f.cid);
       // Read after open(): the counter moves before the epoch a handle records, so 0 here
       // means this handle predates the mismatch.
-      o.mismatches_at_open = reader_->stats().sha256_mismatches;
+      o.mismatches_at_open = reader_->stats().verify.sha256_mismatches;
       opened.arrive_and_wait();  // all handles exist before the first byte is fetched
       std::string out;
       for (uint64_t off = 0; off < f.size();) {
@@ -664,7 +667,7 @@ TEST_F(CoreReaderTest, Sha256MismatchFailsTheEndForEveryHandleOpenBeforeIt) {
 
   ASSERT_EQ(sim_->counters().value("faults_fired", -1), 1) << "the corruption never happened";
   // The flipped byte reached the store and the hash caught it, once.
-  EXPECT_EQ(reader_->stats().sha256_mismatches, 1u);
+  EXPECT_EQ(reader_->stats().verify.sha256_mismatches, 1u);
   for (int t = 0; t < kThreads; ++t) {
     const Outcome& o = outcomes[static_cast<size_t>(t)];
     SCOPED_TRACE("thread " + std::to_string(t));
@@ -684,7 +687,7 @@ TEST_F(CoreReaderTest, Sha256MismatchFailsTheEndForEveryHandleOpenBeforeIt) {
   EXPECT_TRUE(store().is_verified(f.cid));
   std::mt19937_64 rng(4100);
   EXPECT_EQ(read_whole(f, rng), "");
-  EXPECT_EQ(reader_->stats().sha256_mismatches, 1u);
+  EXPECT_EQ(reader_->stats().verify.sha256_mismatches, 1u);
 }
 
 // (d) Strict mode with every CDN response corrupted: no read of either file returns Ok, from
@@ -724,7 +727,7 @@ TEST_F(CoreReaderTest, StrictModeServesNothingWhileUpstreamIsCorrupt) {
   EXPECT_EQ(oks.load(), 0) << "strict mode served bytes of a file whose sha256 never matched";
   EXPECT_EQ(errors.load(), kThreads * reads);
   EXPECT_EQ(not_io.load(), 0);
-  EXPECT_GT(reader_->stats().sha256_mismatches, 0u);
+  EXPECT_GT(reader_->stats().verify.sha256_mismatches, 0u);
   for (const File* f : files) EXPECT_FALSE(store().is_verified(f->cid)) << f->name;
 
   sim_->clear_faults();
