@@ -241,9 +241,7 @@ Status Core::open(uint64_t ino, uint64_t* handle) {
 
 void Core::prefetch_model_set(const Node& node) {
   const std::string& path = node.file.path;
-  const bool maybe = path.find("-of-") != std::string::npos ||
-                     (path.size() > 11 && path.compare(path.size() - 11, 11, ".index.json") == 0);
-  if (!maybe) return;
+  if (!MayOpenShardSet(path)) return;
   std::shared_ptr<const Snapshot> snap;
   if (!snapshots_.get(node.repo_id, node.revision, &snap).ok() || snap->commit != node.commit) {
     return;

@@ -12,10 +12,6 @@ namespace {
 constexpr std::array<std::string_view, 8> kModelExtensions = {
     ".gguf", ".safetensors", ".bin", ".pt", ".pth", ".onnx", ".onnx_data", ".ckpt"};
 
-bool EndsWith(std::string_view s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
-
 // "dir/model-00002-of-00004.safetensors" -> {"dir/model", "00004", ".safetensors"}.
 struct ShardName {
   std::string prefix, total, ext;
@@ -51,13 +47,17 @@ ShardName ParseShard(std::string_view path) {
 bool IsModelFile(std::string_view path) {
   const std::string lower = AsciiLower(path);
   return std::any_of(kModelExtensions.begin(), kModelExtensions.end(),
-                     [&](std::string_view ext) { return EndsWith(lower, ext); });
+                     [&](std::string_view ext) { return lower.ends_with(ext); });
+}
+
+bool MayOpenShardSet(std::string_view path) {
+  return path.ends_with(".index.json") || ParseShard(path).ok;
 }
 
 std::vector<std::string> ShardSet(const std::string& opened,
                                   const std::vector<std::string>& paths) {
   std::string prefix, ext, total;
-  if (EndsWith(opened, ".index.json")) {
+  if (opened.ends_with(".index.json")) {
     // "dir/model.safetensors.index.json" -> shards "dir/model-*-of-*.safetensors".
     const std::string base =
         opened.substr(0, opened.size() - std::string_view(".index.json").size());

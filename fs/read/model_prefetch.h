@@ -17,6 +17,10 @@ namespace modelfs::fs {
 
 bool IsModelFile(std::string_view path);
 
+// True when `path` is a shard or a shard index, i.e. ShardSet may name something: the check
+// made on every open, before the snapshot's paths are gathered.
+bool MayOpenShardSet(std::string_view path);
+
 // The shards of the set that `opened` belongs to, in shard order, taken from `paths` (every
 // file of the snapshot); empty when `opened` is neither a shard nor a shard index, or when no
 // shard is listed.

@@ -58,6 +58,15 @@ uint64_t Reader::chunk_len(uint64_t file_size, uint32_t index) const {
   return start >= file_size ? 0 : std::min<uint64_t>(chunk_size_, file_size - start);
 }
 
+void Reader::release_if_read(const OpenFile& f, uint32_t index, uint64_t read_end,
+                             uint64_t chunk_bytes) {
+  // Read to its end: the kernel's page cache has it now, and the disk copy serves any later
+  // read (and is where damage would be noticed). Kept while it is the only copy.
+  if (read_end == chunk_bytes && store_.contains(f.content_id, index)) {
+    hot_.drop(f.content_id, index);
+  }
+}
+
 Status Reader::read_chunk(OpenFile& f, uint32_t index, uint32_t offset, uint32_t length,
                           uint32_t last_needed, std::chrono::steady_clock::time_point deadline,
                           ReadPieces* out, bool* waited) {
@@ -65,11 +74,7 @@ Status Reader::read_chunk(OpenFile& f, uint32_t index, uint32_t offset, uint32_t
     if (auto hot = hot_.get(f.content_id, index); hot && hot->size() >= uint64_t{offset} + length) {
       out->add(hot, hot->data() + offset, length);
       n_.bytes_from_memory += length;
-      // Read to its end: the kernel's page cache has it now, and the disk copy serves any
-      // later read (and is where damage would be noticed). Kept if it is the only copy.
-      if (uint64_t{offset} + length == hot->size() && store_.contains(f.content_id, index)) {
-        hot_.drop(f.content_id, index);
-      }
+      release_if_read(f, index, offset + length, hot->size());
       return Status::Ok();
     }
     auto buf = Buffer(length);
@@ -101,9 +106,7 @@ Status Reader::read_chunk(OpenFile& f, uint32_t index, uint32_t offset, uint32_t
     if (Status st = p->status(); !st.ok()) return st;
     ChunkRef data = p->data();
     out->add(data, data->data() + offset, length);
-    if (uint64_t{offset} + length == data->size() && store_.contains(f.content_id, index)) {
-      hot_.drop(f.content_id, index);  // as above
-    }
+    release_if_read(f, index, offset + length, data->size());
     return Status::Ok();
   }
   return {Code::kIo, "chunk of " + f.loc.path + " could not be kept in the cache"};

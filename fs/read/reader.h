@@ -112,6 +112,8 @@ class Reader {
   Status read_chunk(OpenFile& f, uint32_t index, uint32_t offset, uint32_t length,
                     uint32_t last_needed, std::chrono::steady_clock::time_point deadline,
                     ReadPieces* out, bool* waited);
+  // Drops a chunk from the hot tier once a read reached its end and it is on disk.
+  void release_if_read(const OpenFile& f, uint32_t index, uint64_t read_end, uint64_t chunk_bytes);
   void schedule_readahead(OpenFile& f, uint64_t offset, uint64_t end);
   // Queues [from, to) as range jobs of up to `part` bytes; chunks already there are skipped.
   void schedule(const fetch::FileLocation& loc, const std::string& cid, uint64_t from, uint64_t to,

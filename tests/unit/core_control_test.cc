@@ -35,14 +35,13 @@ namespace modelfs::fs {
 namespace {
 
 using modelfs::testing::HubSim;
+using modelfs::testing::kEdge;
+using modelfs::testing::kMiB;
+using modelfs::testing::kTiny;
 using modelfs::testing::kTsan;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
-
-constexpr uint64_t kMiB = 1 << 20;
-constexpr char kEdge[] = "modelfs-test/edge-cases";
-constexpr char kTiny[] = "modelfs-test/tiny-safetensors";
 
 // What a client saw: the event lines and the final line, or why the exchange broke.
 struct Reply {

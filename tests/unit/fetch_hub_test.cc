@@ -29,17 +29,17 @@ namespace modelfs::fetch {
 namespace {
 
 using modelfs::testing::HubSim;
+using modelfs::testing::kEdge;
+using modelfs::testing::kMiB;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 constexpr char kFull[] = "hf_modelfs_full";
 constexpr char kBasic[] = "hf_modelfs_basic";
-constexpr char kEdge[] = "modelfs-test/edge-cases";
 constexpr char kVersioned[] = "modelfs-test/versioned";
 constexpr char kMany[] = "modelfs-test/many-files";
 constexpr char kPrivate[] = "modelfs-test/private-model";
 constexpr char kGated[] = "modelfs-test/gated-model";
-constexpr uint64_t kMiB = 1 << 20;
 
 std::string Sha256Hex(const std::string& data) {
   unsigned char md[EVP_MAX_MD_SIZE];

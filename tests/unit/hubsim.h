@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -39,6 +40,11 @@
 #include <vector>
 
 namespace modelfs::testing {
+
+inline constexpr uint64_t kMiB = 1 << 20;
+// Fixture repos the simulator serves (tests/fixtures).
+inline constexpr char kEdge[] = "modelfs-test/edge-cases";
+inline constexpr char kTiny[] = "modelfs-test/tiny-safetensors";
 
 class HubSim {
  public:

@@ -33,16 +33,16 @@ namespace modelfs::fs {
 namespace {
 
 using modelfs::testing::HubSim;
+using modelfs::testing::kEdge;
+using modelfs::testing::kMiB;
+using modelfs::testing::kTiny;
 using modelfs::testing::kTsan;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-constexpr uint64_t kMiB = 1 << 20;
 constexpr uint32_t kChunk = 1 << 20;
 constexpr uint64_t kDirectMax = 256 * 1024;  // reads up to this size may take the direct path
-constexpr char kEdge[] = "modelfs-test/edge-cases";
-constexpr char kTiny[] = "modelfs-test/tiny-safetensors";
 
 // One LFS fixture file: where it is, its content id and its real bytes.
 struct File {
