@@ -27,12 +27,13 @@ Fetcher::Fetcher(index::ChunkStore& store, Upstream& upstream, Inflight& infligh
       inflight_(inflight),
       hot_(hot),
       verifier_(verifier),
-      chunk_size_(store.chunk_size()) {
+      chunk_size_(store.chunk_size()),
+      thread_count_(std::max(1u, threads)) {
   {
     MutexLock lock(net_mu_);
     rate_since_ = Clock::now();
   }
-  for (unsigned i = 0; i < std::max(1u, threads); ++i) workers_.emplace_back([this] { work(); });
+  for (unsigned i = 0; i < thread_count_; ++i) workers_.emplace_back([this] { work(); });
 }
 
 Fetcher::~Fetcher() {
@@ -60,9 +61,8 @@ void Fetcher::submit(FetchJob job) {
 }
 
 void Fetcher::work() {
-  const unsigned model_cap = workers_.size() > kReservedForReaders
-                                 ? static_cast<unsigned>(workers_.size()) - kReservedForReaders
-                                 : 1;
+  const unsigned model_cap =
+      thread_count_ > kReservedForReaders ? thread_count_ - kReservedForReaders : 1;
   for (;;) {
     FetchJob job;
     bool model = false;

@@ -78,7 +78,7 @@ class Fetcher {
   // Runs fn on a worker (work that must not run under the caller's locks).
   void post(std::function<void()> fn);
 
-  unsigned threads() const { return static_cast<unsigned>(workers_.size()); }
+  unsigned threads() const { return thread_count_; }
   // True while the last store attempt found no room (readahead then keeps to the hot tier).
   bool store_full() const { return store_full_.load(std::memory_order_relaxed); }
   NetEstimate net() const;
@@ -94,6 +94,8 @@ class Fetcher {
   HotTier& hot_;
   Verifier& verifier_;
   const uint32_t chunk_size_;
+  // Workers read this while the constructor is still filling workers_.
+  const unsigned thread_count_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> store_full_{false};
 
