@@ -29,26 +29,24 @@ struct Verifier::Cursor {
 Verifier::Verifier(index::ChunkStore& store, HotTier& hot, uint64_t backlog_bytes)
     : store_(store), hot_(hot), chunk_size_(store.chunk_size()), backlog_max_(backlog_bytes) {}
 
-Verifier::~Verifier() {
-  MutexLock lock(mu_);
-  for (auto& [cid, c] : cursors_) {
-    MutexLock cl(c->mu);
-    backlog_bytes_ -= c->early_bytes;
-  }
-}
+Verifier::~Verifier() = default;
 
 std::shared_ptr<Verifier::Cursor> Verifier::cursor(const std::string& cid, bool force) {
-  MutexLock lock(mu_);
-  auto it = cursors_.find(cid);
-  if (it != cursors_.end()) return it->second;
-  if (!force && cursors_.size() >= kMaxCursors) return nullptr;
+  {
+    MutexLock lock(mu_);
+    auto it = cursors_.find(cid);
+    if (it != cursors_.end()) return it->second;
+    if (!force && cursors_.size() >= kMaxCursors) return nullptr;
+  }
+  // Set up outside mu_: consume() takes mu_ while holding a cursor's lock, so mu_ is never
+  // held while taking one.
   auto c = std::make_shared<Cursor>();
   {
     MutexLock cl(c->mu);
     c->ok = c->ctx && EVP_DigestInit_ex(c->ctx.get(), EVP_sha256(), nullptr) == 1;
   }
-  cursors_.emplace(cid, c);
-  return c;
+  MutexLock lock(mu_);
+  return cursors_.try_emplace(cid, std::move(c)).first->second;  // or one set up meanwhile
 }
 
 void Verifier::forget_cursor(const std::string& cid, const Cursor* c) {

@@ -334,11 +334,13 @@ TEST_F(FakeReaderTest, ASequentialReaderFillsThePipeUpToTheCap) {
   ASSERT_EQ(got.size(), size);
   EXPECT_TRUE(got == files_["weights.bin.part"]);
   wait_idle();
-  EXPECT_GE(up_->peak(), 8) << "ranges in flight at once";
+  // Under TSan the reader is CPU-bound, waits less and so ramps the window less far.
+  const int min_peak = kTsan ? 4 : 8;
+  EXPECT_GE(up_->peak(), min_peak) << "ranges in flight at once";
   EXPECT_LE(up_->peak(), 12 + 1) << "the cap, plus the reader's own miss";
   EXPECT_EQ(up_->bytes(), size) << "each byte fetched once";
   const ReaderStats rs = reader_->stats();
-  EXPECT_GE(rs.fetch.peak_in_flight, 8u);
+  EXPECT_GE(rs.fetch.peak_in_flight, static_cast<uint64_t>(min_peak));
   EXPECT_GT(rs.fetch.net.samples, 0u);
   EXPECT_GT(rs.fetch.net.ttfb_s, 0.015);
 }
@@ -362,7 +364,8 @@ TEST_F(FakeReaderTest, ARandomReaderFetchesOnlyWhatItTouches) {
   wait_idle();
   // Each read may bring its own 4 KiB and its 256 KiB chunk for the cache: nothing else.
   EXPECT_LE(up_->bytes(), static_cast<uint64_t>(reads) * (256 * 1024 + 4096));
-  EXPECT_LE(up_->peak(), 4);
+  // Each read's chunk fill runs behind it; under TSan the fills lag and a few more overlap.
+  EXPECT_LE(up_->peak(), kTsan ? 8 : 4);
   EXPECT_GT(reader_->stats().direct_reads, 0u);
 }
 
