@@ -1,6 +1,5 @@
 // `modelfs mount` and `modelfs umount`.
 #include <fcntl.h>
-#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spdlog/pattern_formatter.h>
@@ -366,12 +365,6 @@ int ExitFor(Code code) {
 }
 
 int RunMount(const MountArgs& a) {
-  // Chunk buffers (1 MiB) come and go for every MiB read; from the heap they are reused, while
-  // above glibc's mmap threshold each one costs an mmap, page faults and zeroed pages.
-  ::mallopt(M_MMAP_THRESHOLD, 32 << 20);
-  // ... and freed ones are kept for the next chunk instead of being handed back to the kernel,
-  // which would fault (and zero) fresh pages for every MiB fetched.
-  ::mallopt(M_TRIM_THRESHOLD, 128 << 20);
   // Everything that can be checked without side effects is checked before forking.
   std::error_code ec;
   if (!std::filesystem::is_directory(a.mountpoint, ec)) {

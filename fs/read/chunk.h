@@ -12,8 +12,9 @@ namespace modelfs::fs {
 
 class ChunkData {
  public:
-  explicit ChunkData(size_t capacity)
-      : bytes_(std::make_unique_for_overwrite<char[]>(capacity)), capacity_(capacity) {}
+  // block: at least capacity bytes (from a BufferPool), not zeroed.
+  ChunkData(std::shared_ptr<char[]> block, size_t capacity)
+      : bytes_(std::move(block)), capacity_(capacity) {}
   const char* data() const { return bytes_.get(); }
   size_t size() const { return size_; }
   // Filling (by the one fetch that owns it, before it is shared).
@@ -22,7 +23,7 @@ class ChunkData {
   void grow(size_t n) { size_ += n; }
 
  private:
-  std::unique_ptr<char[]> bytes_;  // not zeroed: every byte is written before it is read
+  std::shared_ptr<char[]> bytes_;  // not zeroed: every byte is written before it is read
   size_t capacity_;
   size_t size_ = 0;
 };

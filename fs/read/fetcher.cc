@@ -21,10 +21,11 @@ double Seconds(Clock::duration d) {
 }  // namespace
 
 Fetcher::Fetcher(index::ChunkStore& store, Upstream& upstream, Inflight& inflight, HotTier& hot,
-                 Verifier& verifier, unsigned threads)
+                 Verifier& verifier, BufferPool& buffers, unsigned threads)
     : store_(store),
       upstream_(upstream),
       inflight_(inflight),
+      buffers_(buffers),
       hot_(hot),
       verifier_(verifier),
       chunk_size_(store.chunk_size()),
@@ -123,7 +124,10 @@ void Fetcher::run(FetchJob job) {
     return static_cast<size_t>(std::min<uint64_t>(chunk_size_, loc.size - start));
   };
   size_t done = 0;
-  std::shared_ptr<ChunkData> buf = std::make_shared<ChunkData>(chunk_len(job.first));
+  auto new_chunk = [&](uint32_t index) {
+    return std::make_shared<ChunkData>(buffers_.get(), chunk_len(index));
+  };
+  std::shared_ptr<ChunkData> buf = new_chunk(job.first);
   const auto t0 = Clock::now();
   Clock::time_point first_byte{};
   auto sink = [&](const char* data, size_t n) {
@@ -157,7 +161,7 @@ void Fetcher::run(FetchJob job) {
       inflight_.finish(cid, index, *pending[done], Status::Ok(), std::move(bytes));
       ++done;
       if (done < pending.size()) {
-        buf = std::make_shared<ChunkData>(chunk_len(job.first + static_cast<uint32_t>(done)));
+        buf = new_chunk(job.first + static_cast<uint32_t>(done));
       }
     }
     return true;

@@ -19,6 +19,7 @@
 
 #include "fetch/hub_client.h"
 #include "fs/base/mutex.h"
+#include "fs/read/buffer_pool.h"
 #include "fs/read/hot_tier.h"
 #include "fs/read/inflight.h"
 #include "fs/read/upstream.h"
@@ -63,7 +64,7 @@ struct FetcherStats {
 class Fetcher {
  public:
   Fetcher(index::ChunkStore& store, Upstream& upstream, Inflight& inflight, HotTier& hot,
-          Verifier& verifier, unsigned threads);
+          Verifier& verifier, BufferPool& buffers, unsigned threads);
   ~Fetcher();  // stops: queued and running jobs finish their chunks with kCancelled
   Fetcher(const Fetcher&) = delete;
   Fetcher& operator=(const Fetcher&) = delete;
@@ -91,6 +92,7 @@ class Fetcher {
   index::ChunkStore& store_;
   Upstream& upstream_;
   Inflight& inflight_;
+  BufferPool& buffers_;
   HotTier& hot_;
   Verifier& verifier_;
   const uint32_t chunk_size_;

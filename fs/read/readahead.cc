@@ -20,6 +20,19 @@ uint64_t FirstWindow(const ReadaheadConfig& cfg, const NetEstimate& net) {
   return std::min(RoundUp(w, cfg.chunk), cfg.max);
 }
 
+// How far ahead the link can use: three times what it delivers (all requests together) while
+// one part is requested and received. While the window is what bounds the rate, that is about
+// three times the window, so it keeps ramping; once the rate stops growing with it (the CPU or
+// the link is the bound, as on a LAN), a longer window only holds bytes that have left memory
+// (hot tier, hash backlog) by the time the reader gets there.
+uint64_t LinkWindow(const ReadaheadConfig& cfg, const NetEstimate& net, uint64_t window) {
+  if (net.rate <= 0 || net.conn_rate <= 0) return cfg.max;  // not measured yet
+  const auto part = static_cast<double>(std::clamp<uint64_t>(window / 4, cfg.chunk, cfg.part_max));
+  const double seconds = net.ttfb_s + part / net.conn_rate;
+  const auto w = static_cast<uint64_t>(3 * net.rate * seconds);
+  return std::max(FirstWindow(cfg, net), std::min(RoundUp(w, cfg.chunk), cfg.max));
+}
+
 }  // namespace
 
 ReadaheadPlan PlanReadahead(ReadaheadState& st, const ReadaheadInput& in,
@@ -65,11 +78,12 @@ ReadaheadPlan PlanReadahead(ReadaheadState& st, const ReadaheadInput& in,
   } else if (st.waited) {
     // The reader caught up with bytes in flight: the window is shorter than the pipe.
     st.window = std::min(st.window * 2, cfg.max);
-  } else if (in.end + st.window / 2 < st.scheduled_until) {
+  } else if (in.end + std::min(st.window, LinkWindow(cfg, net, st.window)) / 2 <
+             st.scheduled_until) {
     return {};  // still more than half a window ahead
   }
   st.waited = false;
-  uint64_t window = st.window;
+  uint64_t window = std::min(st.window, LinkWindow(cfg, net, st.window));
   if (in.memory_limit > 0)
     window = std::min(window, std::max<uint64_t>(cfg.chunk, in.memory_limit / 2));
   if (in.cache_limit > 0)

@@ -3,8 +3,9 @@
 // it starts at what one connection's bandwidth-delay product asks for (at least `initial`),
 // is topped up each time the reader has consumed half of it, and doubles (up to `max`) only
 // when the reader had to wait for bytes still in flight: the window grows until it covers the
-// bandwidth-delay product of the whole link, and no further, so what lands ahead is usually
-// still in memory when the reader gets there. It is cut into parts (range requests) of
+// bandwidth-delay product of the whole link, and no further (a window the measured rate does
+// not grow with is cut back to what the link uses), so what lands ahead is usually still in
+// memory when the reader gets there. It is cut into parts (range requests) of
 // window/4 bounded by [chunk, part_max], so the number of requests in flight and their size
 // ramp up together. A jump resets it: random readers fetch
 // only what they ask for. Model files (GGUF, safetensors) read sequentially past their header

@@ -20,9 +20,9 @@ ReadaheadConfig MakeConfig(const CoreOptions& o, uint32_t chunk) {
   return c;
 }
 
-// A buffer read back from the store, kept alive by the reply that points into it.
-std::shared_ptr<char[]> Buffer(size_t n) {
-  return std::make_shared_for_overwrite<char[]>(n);
+// Idle chunk buffers kept for reuse: a few per fetch worker, so a steady stream maps nothing.
+size_t KeepBuffers(const CoreOptions& o, uint32_t chunk) {
+  return std::max<size_t>(o.fetch_threads + 8, (32u << 20) / chunk);
 }
 
 }  // namespace
@@ -33,9 +33,11 @@ Reader::Reader(const CoreOptions& options, index::ChunkStore& store, Upstream& u
       upstream_(upstream),
       chunk_size_(store.chunk_size()),
       ra_config_(MakeConfig(options, store.chunk_size())),
+      buffers_(store.chunk_size(), KeepBuffers(options, store.chunk_size())),
       hot_(options.hot_bytes),
-      verifier_(store, hot_, options.hash_backlog_bytes),
-      fetcher_(store, upstream, inflight_, hot_, verifier_, std::max(1u, options.fetch_threads)) {
+      verifier_(store, hot_, buffers_, options.hash_backlog_bytes),
+      fetcher_(store, upstream, inflight_, hot_, verifier_, buffers_,
+               std::max(1u, options.fetch_threads)) {
   // The kernel is told from a worker: the verdict may be found under locks of a FUSE request.
   verifier_.set_on_dropped([this](const std::string& cid) {
     if (on_dropped_) fetcher_.post([this, cid] { on_dropped_(cid); });
@@ -77,7 +79,7 @@ Status Reader::read_chunk(OpenFile& f, uint32_t index, uint32_t offset, uint32_t
       release_if_read(f, index, offset + length, hot->size());
       return Status::Ok();
     }
-    auto buf = Buffer(length);
+    auto buf = buffers_.get();  // kept alive by the reply that points into it
     Status s = store_.read(f.content_id, index, offset, length, buf.get());
     if (s.ok()) {
       out->add(buf, buf.get(), length);

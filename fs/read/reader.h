@@ -5,6 +5,7 @@
 //   readahead.h       the window a sequential reader gets, ramped from the measured network
 //   verifier.h        sha256 of LFS files in file order as their chunks land
 //   hot_tier.h        chunks kept in memory when the disk cache has no room
+//   buffer_pool.h     the chunk buffers, reused
 //   model_prefetch.h  what a loader reads next
 // and, in their own files: small random misses answered by their own range request
 // (reader_direct.cc) and strict verification (reader_strict.cc).
@@ -35,6 +36,7 @@
 #include "fs/base/mutex.h"
 #include "fs/base/status.h"
 #include "fs/options.h"
+#include "fs/read/buffer_pool.h"
 #include "fs/read/chunk.h"
 #include "fs/read/fetcher.h"
 #include "fs/read/hot_tier.h"
@@ -130,6 +132,7 @@ class Reader {
   Upstream& upstream_;
   const uint32_t chunk_size_;
   const ReadaheadConfig ra_config_;
+  BufferPool buffers_;
   HotTier hot_;
   Inflight inflight_;
   Verifier verifier_;

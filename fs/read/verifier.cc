@@ -26,8 +26,13 @@ struct Verifier::Cursor {
   uint64_t early_bytes GUARDED_BY(mu) = 0;
 };
 
-Verifier::Verifier(index::ChunkStore& store, HotTier& hot, uint64_t backlog_bytes)
-    : store_(store), hot_(hot), chunk_size_(store.chunk_size()), backlog_max_(backlog_bytes) {}
+Verifier::Verifier(index::ChunkStore& store, HotTier& hot, BufferPool& buffers,
+                   uint64_t backlog_bytes)
+    : store_(store),
+      hot_(hot),
+      buffers_(buffers),
+      chunk_size_(store.chunk_size()),
+      backlog_max_(backlog_bytes) {}
 
 Verifier::~Verifier() = default;
 
@@ -78,7 +83,7 @@ void Verifier::before_put(const std::string& cid, uint32_t index) {
 // store. Ok when it stops short or matched; kIo on a mismatch (the data is dropped by then).
 Status Verifier::consume(Cursor& c, const fetch::FileLocation& loc, const std::string& cid) {
   const uint32_t n = static_cast<uint32_t>((loc.size + chunk_size_ - 1) / chunk_size_);
-  std::unique_ptr<char[]> buf;
+  std::shared_ptr<char[]> buf;
   while (c.valid && c.next < n) {
     const auto len = static_cast<uint32_t>(
         std::min<uint64_t>(chunk_size_, loc.size - uint64_t{c.next} * chunk_size_));
@@ -93,7 +98,7 @@ Status Verifier::consume(Cursor& c, const fetch::FileLocation& loc, const std::s
       from_memory_ += len;
     } else {
       if (!store_.contains(cid, c.next)) return Status::Ok();  // not yet: no buffer, no read
-      if (!buf) buf = std::make_unique_for_overwrite<char[]>(chunk_size_);
+      if (!buf) buf = buffers_.get();
       if (!store_.read(cid, c.next, 0, len, buf.get()).ok()) return Status::Ok();  // not yet
       if (EVP_DigestUpdate(c.ctx.get(), buf.get(), len) != 1) c.ok = false;
       from_disk_ += len;

@@ -18,6 +18,7 @@
 #include "fetch/hub_client.h"
 #include "fs/base/mutex.h"
 #include "fs/base/status.h"
+#include "fs/read/buffer_pool.h"
 #include "fs/read/chunk.h"
 #include "fs/read/hot_tier.h"
 #include "index/chunk_store.h"
@@ -33,7 +34,7 @@ struct VerifierStats {
 
 class Verifier {
  public:
-  Verifier(index::ChunkStore& store, HotTier& hot, uint64_t backlog_bytes);
+  Verifier(index::ChunkStore& store, HotTier& hot, BufferPool& buffers, uint64_t backlog_bytes);
   ~Verifier();
 
   static bool IsSha256(const std::string& cid) { return cid.size() == 64; }
@@ -70,6 +71,7 @@ class Verifier {
 
   index::ChunkStore& store_;
   HotTier& hot_;
+  BufferPool& buffers_;
   const uint32_t chunk_size_;
   const uint64_t backlog_max_;
   std::atomic<uint64_t> backlog_bytes_{0};  // chunk bytes waiting in cursors, all files

@@ -124,6 +124,25 @@ def main():
         print(f"upstream: {acct['upstream_file_bytes']} bytes, {n} CDN requests, "
               f"{acct['file_connections']} connections, peak {peak} concurrent, "
               f"hub {acct['hub_by_kind']}")
+        st = subprocess.run([args.modelfs, "stats", "--json", "--mount", mfs.mnt],
+                            capture_output=True, timeout=60)
+        if st.returncode == 0:
+            import json
+            def find(d):  # the reader's section, wherever the stats put it
+                if isinstance(d, dict):
+                    if "bytes_from_memory" in d:
+                        return d
+                    for v in d.values():
+                        if (r := find(v)) is not None:
+                            return r
+                return None
+            rd = find(json.loads(st.stdout)) or {}
+            print("read:", ", ".join(f"{k} {v}" for k, v in rd.items()
+                                     if not isinstance(v, (dict, list))))
+            for k, v in rd.items():
+                if isinstance(v, dict):
+                    print(f"  {k}:", ", ".join(f"{a} {b}" for a, b in v.items()
+                                               if not isinstance(b, (dict, list))))
         print("range sizes (bytes: count):",
               ", ".join(f"{s}: {c}" for s, c in sorted(sizes.items(), key=lambda x: -x[1])[:12]))
         if args.strace:

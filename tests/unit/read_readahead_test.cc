@@ -12,11 +12,13 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "fs/options.h"
+#include "fs/read/buffer_pool.h"
 #include "fs/read/model_prefetch.h"
 #include "fs/read/readahead.h"
 #include "fs/read/reader.h"
@@ -98,6 +100,48 @@ TEST(Readahead, ASequentialRunRampsWindowAndPartsUpToTheCap) {
   EXPECT_LE(scheduled, 1024 * kMiB + 256 * kMiB);
 }
 
+// A reader that always waits, on a link whose rate does not grow with the window (a CPU-bound
+// LAN): the window stops near what the link moves in one part's round trip, instead of going to
+// the cap with bytes that leave memory before the reader gets there. On a far link, where the
+// rate follows the window, it still ramps to the cap.
+TEST(Readahead, TheWindowGrowsOnlyAsFarAsTheMeasuredRateUses) {
+  NetEstimate lan;
+  lan.samples = 100;
+  lan.ttfb_s = 0.001;
+  lan.conn_rate = 400e6;
+  lan.rate = 400e6;  // whatever the window: the bound is elsewhere
+  ReadaheadState st;
+  uint64_t scheduled = 0, most_ahead = 0;
+  for (uint64_t off = 0; off < 2048 * kMiB; off += kMiB) {
+    st.waited = true;
+    ReadaheadPlan q = Read(st, off, kMiB, 1ull << 34, false, lan);
+    if (!q.empty()) scheduled = q.to;
+    most_ahead = std::max(most_ahead, scheduled - std::min(scheduled, off + kMiB));
+  }
+  // 3 x 400 MB/s x (1 ms + 8 MiB / 400 MB/s) = 26.4 MB
+  EXPECT_LE(most_ahead, 32 * kMiB);
+  EXPECT_GE(most_ahead, 16 * kMiB);
+
+  NetEstimate far;
+  far.samples = 100;
+  far.ttfb_s = 0.03;
+  far.conn_rate = 50e6;
+  const double round_trip = 0.03 + 8.0 * kMiB / 50e6;
+  ReadaheadState ft;
+  scheduled = 0;
+  uint64_t ahead = 0;
+  for (uint64_t off = 0; off < 4096 * kMiB; off += kMiB) {
+    ft.waited = true;
+    // Bytes in flight set the rate: what is ahead, delivered once per round trip.
+    far.rate = static_cast<double>(std::max<uint64_t>(ahead, kMiB)) / round_trip;
+    ReadaheadPlan q = Read(ft, off, kMiB, 1ull << 34, false, far);
+    if (!q.empty()) scheduled = q.to;
+    ahead = scheduled - std::min(scheduled, off + kMiB);
+  }
+  EXPECT_EQ(ft.window, 256 * kMiB);
+  EXPECT_GE(ahead, 128 * kMiB) << "the far link gets (nearly) the whole window";
+}
+
 TEST(Readahead, AReaderThatNeverWaitsKeepsItsWindow) {
   ReadaheadState st;
   uint64_t scheduled = 0;
@@ -149,6 +193,40 @@ TEST(Readahead, TheFirstWindowCoversTheMeasuredBandwidthDelayProduct) {
   (void)Read(near, kMiB, kMiB);
   (void)Read(near, 2 * kMiB, kMiB);
   EXPECT_EQ(near.window, 4 * kMiB);
+}
+
+// ---------------------------------------------------------------------------------- buffers
+
+TEST(BufferPool, BlocksAreReusedAndIdleOnesBeyondKeepAreUnmapped) {
+  BufferPool pool(kMiB, 2);
+  std::vector<std::shared_ptr<char[]>> held;
+  for (int i = 0; i < 5; ++i) {
+    held.push_back(pool.get());
+    std::memset(held.back().get(), i, kMiB);  // the whole block is writable
+  }
+  EXPECT_EQ(pool.stats().mapped, 5u);
+  const std::set<const char*> first_two{held[0].get(), held[1].get()};
+  held.clear();  // front to back: the first two are kept
+  EXPECT_EQ(pool.stats().mapped, 2u) << "three unmapped, two kept";
+  EXPECT_EQ(pool.stats().idle, 2u);
+  EXPECT_EQ(pool.stats().peak_mapped, 5u);
+  std::set<const char*> again;
+  for (int i = 0; i < 2; ++i) held.push_back(pool.get());
+  for (auto& b : held) again.insert(b.get());
+  EXPECT_EQ(pool.stats().mapped, 2u) << "served from the idle ones, nothing new mapped";
+  EXPECT_EQ(pool.stats().idle, 0u);
+  EXPECT_EQ(again, first_two);
+}
+
+TEST(BufferPool, ABlockOutlivesItsPool) {
+  std::shared_ptr<char[]> b;
+  {
+    BufferPool pool(64 * 1024, 4);
+    b = pool.get();
+  }
+  std::memset(b.get(), 7, 64 * 1024);
+  EXPECT_EQ(b[65535], 7);
+  b.reset();  // unmapped through the state the block kept alive (ASan/LSan would see a leak)
 }
 
 TEST(ModelPrefetch, ShardSetsAndModelFiles) {
