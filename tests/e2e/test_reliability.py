@@ -34,7 +34,7 @@ from mfs import (ORG, MountTest, chunk_usage, drop_page_cache, kill9, mount_stat
                  sha256_file)
 
 MIB = 1 << 20
-HEADER = 4096          # chunk file header (index/chunk_store.cc)
+HEADER = 4096          # chunk file header (index/chunk_file.h)
 FETCH_UNIT = 8 * MIB   # largest single range fetch (fs/options.h fetch_unit)
 
 
