@@ -197,8 +197,9 @@ void Fetcher::run(FetchJob job) {
 
 void Fetcher::note_request(double ttfb_s, double flow_s, uint64_t bytes) {
   MutexLock lock(net_mu_);
-  auto mix = [&](double old, double sample) {
-    return net_.samples == 0 ? sample : (1 - kAlpha) * old + kAlpha * sample;
+  const bool first = net_.samples == 0;  // read here: the analysis does not see into lambdas
+  auto mix = [first](double old, double sample) {
+    return first ? sample : (1 - kAlpha) * old + kAlpha * sample;
   };
   net_.ttfb_s = mix(net_.ttfb_s, ttfb_s);
   // Small requests say little about the rate (their time is mostly latency).
