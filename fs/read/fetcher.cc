@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 namespace modelfs::fs {
 namespace {
@@ -141,7 +142,7 @@ void Fetcher::run(FetchJob job) {
       data += take;
       n -= take;
       if (buf->room() > 0) break;
-      ChunkRef bytes = std::move(buf);
+      ChunkRef bytes = std::exchange(buf, nullptr);  // refilled below while chunks remain
       verifier_.before_put(cid, index);
       if (Status s = store_.put(cid, index, std::string_view(bytes->data(), bytes->size()));
           !s.ok()) {
