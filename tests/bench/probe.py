@@ -4,6 +4,7 @@
     probe.py --modelfs BIN --fixtures FX [--work DIR] SCENARIO [--strace] [--perf]
              [--mount-arg=--chunk-size=64K ...]
 
+--profile lan|wan|wan-harsh picks the upstream network (as bench.py's profiles).
 SCENARIO: cold-seq | warm-seq | cold-rand-4k | cold-rand-1m | warm-rand-4k | parallel4 |
           meta-warm (a second `ls -lR` of many-files after drop_caches)
 Starts the same upstream as bench.py, runs the scenario once on a fresh mount and prints: wall
@@ -55,10 +56,14 @@ def main():
     ap.add_argument("--strace", action="store_true")
     ap.add_argument("--perf", action="store_true")
     ap.add_argument("--mount-arg", action="append", default=[])
+    ap.add_argument("--profile", choices=["lan", "wan", "wan-harsh"], default="lan",
+                    help="upstream network: wan = 30 ms, 50 MB/s per connection; harsh = 80 ms, 20 MB/s")
     ap.add_argument("--fuse-ra-kb", type=int, help="set the mount's bdi read_ahead_kb (experiment)")
     args = ap.parse_args()
     os.makedirs(os.path.join(args.work, "run"), exist_ok=True)
-    up = B.Upstream(args.work, args.fixtures, 100)
+    wan = {"wan": {"latency_ms": 30, "rate": 50_000_000},
+           "wan-harsh": {"latency_ms": 80, "rate": 20_000_000}}
+    up = B.Upstream(args.work, args.fixtures, 100, {args.profile: wan.get(args.profile)})
     mfs = B.Modelfs(args.modelfs, args.work, up)
     if args.mount_arg:
         orig = subprocess.Popen
@@ -71,6 +76,7 @@ def main():
     big = "big-file/weights.bin"
     try:
         up.start()
+        up.use(args.profile)
         mfs.start(fresh=True)
         path = mfs.path(big)
         st = os.stat(path)
