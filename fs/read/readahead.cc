@@ -9,14 +9,6 @@ uint64_t RoundUp(uint64_t v, uint64_t unit) {
   return (v + unit - 1) / unit * unit;
 }
 
-// A window is cut into as many parts as there are workers to fetch them: the smaller the parts,
-// the sooner each lands, so the span of chunks that have landed out of order ahead of the
-// reader (held in memory, and by the sha256 cursor) stays near the window rather than beyond.
-uint64_t PartSize(const ReadaheadConfig& cfg, uint64_t window) {
-  return std::clamp<uint64_t>(RoundUp(window / std::max(1u, cfg.parts), cfg.chunk), cfg.chunk,
-                              std::max<uint64_t>(cfg.chunk, cfg.part_max));
-}
-
 // The first window: enough to keep one request's worth of bytes flowing while the next waits
 // for its first byte, times the four parts of a window (at least cfg.initial).
 uint64_t FirstWindow(const ReadaheadConfig& cfg, const NetEstimate& net) {
@@ -35,7 +27,7 @@ uint64_t FirstWindow(const ReadaheadConfig& cfg, const NetEstimate& net) {
 // (hot tier, hash backlog) by the time the reader gets there.
 uint64_t LinkWindow(const ReadaheadConfig& cfg, const NetEstimate& net, uint64_t window) {
   if (net.rate <= 0 || net.conn_rate <= 0) return cfg.max;  // not measured yet
-  const auto part = static_cast<double>(PartSize(cfg, window));
+  const auto part = static_cast<double>(std::clamp<uint64_t>(window / 4, cfg.chunk, cfg.part_max));
   const double seconds = net.ttfb_s + part / net.conn_rate;
   const auto w = static_cast<uint64_t>(3 * net.rate * seconds);
   return std::max(FirstWindow(cfg, net), std::min(RoundUp(w, cfg.chunk), cfg.max));
@@ -101,7 +93,8 @@ ReadaheadPlan PlanReadahead(ReadaheadState& st, const ReadaheadInput& in,
   p.from = std::max(in.end, st.scheduled_until);
   if (p.from >= p.to) return {};
   st.scheduled_until = p.to;
-  p.part = PartSize(cfg, window);
+  p.part = std::clamp<uint64_t>(RoundUp(window / 4, cfg.chunk), cfg.chunk,
+                                std::max<uint64_t>(cfg.chunk, cfg.part_max));
   return p;
 }
 

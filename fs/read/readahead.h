@@ -6,7 +6,7 @@
 // bandwidth-delay product of the whole link, and no further (a window the measured rate does
 // not grow with is cut back to what the link uses), so what lands ahead is usually still in
 // memory when the reader gets there. It is cut into parts (range requests) of
-// window/parts bounded by [chunk, part_max], so the number of requests in flight and their size
+// window/4 bounded by [chunk, part_max], so the number of requests in flight and their size
 // ramp up together. A jump resets it: random readers fetch
 // only what they ask for. Model files (GGUF, safetensors) read sequentially past their header
 // for kLoadingRun go straight to the full window: a loader maps and touches every byte.
@@ -23,7 +23,6 @@ struct ReadaheadConfig {
   uint64_t max = 256ull << 20;
   uint64_t part_max = 8ull << 20;
   uint32_t chunk = 1u << 20;
-  unsigned parts = 32;  // a window is cut into this many range requests (the fetch workers)
 };
 
 struct ReadaheadState {

@@ -17,7 +17,6 @@ ReadaheadConfig MakeConfig(const CoreOptions& o, uint32_t chunk) {
   c.max = std::max(c.initial, o.readahead_max);
   c.part_max = std::max<uint64_t>(o.fetch_unit, chunk);
   c.chunk = chunk;
-  c.parts = std::max(1u, o.fetch_threads);
   return c;
 }
 
