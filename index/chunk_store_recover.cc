@@ -63,21 +63,8 @@ CREATE TABLE IF NOT EXISTS verified(
 
 Status ChunkStore::Impl::init_db(uint64_t* max_seq) {
   std::lock_guard lock(db.mutex());
-  Stmt version;
-  Status s = db.prepare("PRAGMA user_version", &version);
+  Status s = db.apply_schema(kSchema, kSchemaVersion);
   if (!s.ok()) return s;
-  const int64_t v = version.step() ? version.int64(0) : 0;
-  if (!version.status().ok()) return version.status();
-  if (v > kSchemaVersion) {
-    return Status(Code::kInvalid, "index schema version " + std::to_string(v) +
-                                      " is newer than this modelfs supports");
-  }
-  s = db.exec(kSchema);
-  if (!s.ok()) return s;
-  if (v == 0) {
-    s = db.exec("PRAGMA user_version=" + std::to_string(kSchemaVersion));
-    if (!s.ok()) return s;
-  }
   struct Item {
     Stmt* stmt;
     const char* sql;

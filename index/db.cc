@@ -163,6 +163,22 @@ Status Db::exec(std::string_view sql) {
   return Status(CodeFor(rc), "exec: " + msg);
 }
 
+Status Db::apply_schema(std::string_view schema, int64_t version) {
+  Stmt stamp;
+  Status s = prepare("PRAGMA user_version", &stamp);
+  if (!s.ok()) return s;
+  const int64_t v = stamp.step() ? stamp.int64(0) : 0;
+  if (!stamp.status().ok()) return stamp.status();
+  if (v > version) {
+    return Status(Code::kInvalid, "index schema version " + std::to_string(v) +
+                                      " is newer than this modelfs supports");
+  }
+  s = exec(schema);
+  if (!s.ok()) return s;
+  if (v == 0) return exec("PRAGMA user_version=" + std::to_string(version));
+  return Status::Ok();
+}
+
 Status Db::prepare(std::string_view sql, Stmt* out) {
   sqlite3_stmt* raw = nullptr;
   int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()),

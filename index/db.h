@@ -55,6 +55,9 @@ class Db {
 
   Status exec(std::string_view sql);  // one or more statements, no results
   Status prepare(std::string_view sql, Stmt* out);
+  // Creates what `schema` declares (IF NOT EXISTS statements) and stamps a new database with
+  // `version`; refuses a database stamped newer than that. Caller holds mutex().
+  Status apply_schema(std::string_view schema, int64_t version);
   // Quick integrity check ("PRAGMA quick_check"); kCorrupt when it fails.
   Status check();
   std::mutex& mutex() { return mu_; }

@@ -61,21 +61,8 @@ MetaStore::MetaStore(Db& db) : db_(db) {
 Status MetaStore::init() {
   std::lock_guard lock(db_.mutex());
   if (ready_) return Status::Ok();
-  Stmt version;
-  Status s = db_.prepare("PRAGMA user_version", &version);
+  Status s = db_.apply_schema(kSchema, kSchemaVersion);
   if (!s.ok()) return s;
-  int64_t v = version.step() ? version.int64(0) : 0;
-  if (!version.status().ok()) return version.status();
-  if (v > kSchemaVersion) {
-    return Status(Code::kInvalid, "index schema version " + std::to_string(v) +
-                                      " is newer than this modelfs supports");
-  }
-  s = db_.exec(kSchema);
-  if (!s.ok()) return s;
-  if (v == 0) {
-    s = db_.exec("PRAGMA user_version=" + std::to_string(kSchemaVersion));
-    if (!s.ok()) return s;
-  }
   s = prepare_all();
   if (!s.ok()) return s;
   ready_ = true;
