@@ -52,7 +52,6 @@ Attr Core::attr_of(const Node& node) const {
   a.mtime = node.mtime ? node.mtime : started_;
   switch (node.kind) {
     case NodeKind::kRoot:
-    case NodeKind::kModels:
     case NodeKind::kOrg:
       a.is_dir = true;
       a.timeout = 1.0;  // listings grow as repos become known
@@ -100,11 +99,8 @@ Status Core::child_of(const Node& dir, std::string_view name_view,
                       std::shared_ptr<const Node>* out) {
   std::string name(name_view);
   switch (dir.kind) {
-    case NodeKind::kRoot:
-      if (name != "models") return {Code::kNotFound, name};
-      *out = inodes_.get(kModelsIno);
-      return Status::Ok();
-    case NodeKind::kModels: {
+    case NodeKind::kRoot: {
+      // No '.' in an org name: shell probes (.git, .Trash) and MOUNT/.hub are not orgs.
       if (!IsValidOrgName(name)) return {Code::kNotFound, "not an organisation name: " + name};
       Node n;
       n.kind = NodeKind::kOrg;
@@ -172,9 +168,6 @@ Status Core::readdir(uint64_t ino, std::vector<DirEntry>* out) {
   out->clear();
   switch (node->kind) {
     case NodeKind::kRoot:
-      out->push_back({"models", attr_of(*inodes_.get(kModelsIno))});
-      return Status::Ok();
-    case NodeKind::kModels:
       for (const auto& org : snapshots_.known_orgs()) {
         std::shared_ptr<const Node> child;
         if (child_of(*node, org, &child).ok()) out->push_back({org, attr_of(*child)});
@@ -289,8 +282,7 @@ Status Core::listxattr(uint64_t ino, std::vector<std::string>* names) {
   } else if (node->kind == NodeKind::kRepo || node->kind == NodeKind::kDir) {
     names->push_back(std::string(kXattrPrefix) + "revision");
     names->push_back(std::string(kXattrPrefix) + "commit");
-  } else if ((node->kind == NodeKind::kRoot || node->kind == NodeKind::kModels) &&
-             !options_.control_socket.empty()) {
+  } else if (node->kind == NodeKind::kRoot && !options_.control_socket.empty()) {
     names->push_back(std::string(kXattrPrefix) + "control_socket");
   }
   return Status::Ok();
@@ -304,7 +296,7 @@ Status Core::getxattr(uint64_t ino, std::string_view name, std::string* value) {
   }
   std::string_view key = name.substr(std::string_view(kXattrPrefix).size());
   if (key == "control_socket" && !options_.control_socket.empty() &&
-      (node->kind == NodeKind::kRoot || node->kind == NodeKind::kModels)) {
+      node->kind == NodeKind::kRoot) {
     *value = options_.control_socket;
     return Status::Ok();
   }

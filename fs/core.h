@@ -1,9 +1,9 @@
-// The filesystem core: the models/<org>/<name>[@rev]/<path> namespace and reads, in terms of
+// The filesystem core: the <org>/<name>[@rev]/<path> namespace and reads, in terms of
 // inode numbers and byte ranges. The FUSE adapter is a thin layer over it; the CLI can use it
 // without a mount.
 //
-// Layout: 1 = root (holds "models"), 2 = models/, then orgs, repos at a revision, folders and
-// files. Files are read-only and immutable per inode.
+// Layout: 1 = root (holds the orgs), then orgs, repos at a revision, folders and files. Files
+// are read-only and immutable per inode.
 //
 // Thread safety: all methods may be called concurrently.
 #pragma once

@@ -9,10 +9,6 @@ InodeTable::InodeTable() {
   root->ino = kRootIno;
   root->kind = NodeKind::kRoot;
   by_ino_[kRootIno] = root;
-  auto models = std::make_shared<Node>();
-  models->ino = kModelsIno;
-  models->kind = NodeKind::kModels;
-  by_ino_[kModelsIno] = models;
 }
 
 std::shared_ptr<const Node> InodeTable::get(uint64_t ino) const {

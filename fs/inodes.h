@@ -18,7 +18,7 @@
 
 namespace modelfs::fs {
 
-enum class NodeKind { kRoot, kModels, kOrg, kRepo, kDir, kFile };
+enum class NodeKind { kRoot, kOrg, kRepo, kDir, kFile };
 
 struct Node {
   uint64_t ino = 0;
@@ -35,7 +35,6 @@ struct Node {
 };
 
 inline constexpr uint64_t kRootIno = 1;
-inline constexpr uint64_t kModelsIno = 2;
 
 class InodeTable {
  public:
@@ -49,7 +48,7 @@ class InodeTable {
 
  private:
   mutable SharedMutex mu_;
-  uint64_t next_ GUARDED_BY(mu_) = kModelsIno + 1;
+  uint64_t next_ GUARDED_BY(mu_) = kRootIno + 1;
   std::unordered_map<uint64_t, std::shared_ptr<const Node>> by_ino_ GUARDED_BY(mu_);
   std::unordered_map<std::string, uint64_t> by_key_ GUARDED_BY(mu_);
 };

@@ -173,7 +173,7 @@ class Mount:
             time.sleep(0.05)
 
     def path(self, *parts):
-        return os.path.join(self.mnt, "models", *parts)
+        return os.path.join(self.mnt, *parts)
 
     def log_text(self):
         self.log.flush()

@@ -502,7 +502,7 @@ class Deploy(unittest.TestCase):
     def model(self, name=MODEL[0], path=MODEL[1]):
         r = self.m["repos"][f"{ORG}/{name}"]
         f = [f for f in r["commits"][r["branches"]["main"]]["files"] if f["path"] == path][0]
-        return os.path.join(self.mnt, "models", ORG, name, path), f
+        return os.path.join(self.mnt, ORG, name, path), f
 
     def service(self, conf_overrides=None):
         conf = os.path.join(self.root, "modelfs.conf")
@@ -608,7 +608,7 @@ class Deploy(unittest.TestCase):
         self.assert_private_state()
         self.assert_two_users_read_once()
         # Policy as the config says: what the token reads, every local user reads.
-        priv = os.path.join(self.mnt, "models", ORG, "private-model", "config.json")
+        priv = os.path.join(self.mnt, ORG, "private-model", "config.json")
         r = subprocess.run(users_run(USERS[0], ["cat", priv]), capture_output=True, timeout=30)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assert_admin_rules()
@@ -650,7 +650,7 @@ class Deploy(unittest.TestCase):
         svc = self.service({"log_level": "warn"})
         svc.start()
         # A gated repo: the basic token is not approved for it (EACCES, never cached as missing).
-        gated = os.path.join(self.mnt, "models", ORG, "gated-model", "config.json")
+        gated = os.path.join(self.mnt, ORG, "gated-model", "config.json")
         r = subprocess.run(users_run(USERS[0], ["cat", gated]), capture_output=True, timeout=30)
         self.assertNotEqual(r.returncode, 0, "the basic token must not read a gated repo")
         self.assertEqual(self.cli(None, "stats").returncode, 0)

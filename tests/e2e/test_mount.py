@@ -37,7 +37,6 @@ class Namespace(MountTest):
 
     def test_layout_modes_and_stable_inodes(self):
         m = self.mount()
-        self.assertEqual(os.listdir(os.path.join(m.mnt)), ["models"])
         d = m.path(ORG, "edge-cases")
         st = os.stat(d)
         self.assertEqual(st.st_mode & 0o777, 0o555)
@@ -51,6 +50,41 @@ class Namespace(MountTest):
         with self.assertRaises(OSError) as cm:
             open(os.path.join(d, "small.txt"), "w")
         self.assertIn(cm.exception.errno, (errno.EROFS, errno.EACCES))
+
+    def test_mount_root_is_the_org_namespace(self):
+        m = self.mount()
+        st = os.stat(m.mnt)
+        self.assertEqual((st.st_ino, st.st_mode & 0o777), (1, 0o555))
+        self.assertEqual(os.listdir(m.mnt), [], "a fresh cache knows no org")
+        want = sha256_file(self.local("tiny-safetensors", "model.safetensors"))
+        self.assertEqual(sha256_file(os.path.join(m.mnt, ORG, "tiny-safetensors", "model.safetensors")),
+                         want)
+        self.assertEqual(os.listdir(m.mnt), [ORG])
+        self.assertEqual(os.listdir(os.path.join(m.mnt, ORG)), ["tiny-safetensors"])
+        # The old MOUNT/models/ prefix is gone: "models" is an org like any other, with none of
+        # the fixture repos in it.
+        old = os.path.join(m.mnt, "models")
+        self.assertTrue(os.path.isdir(old))
+        self.assertEqual(os.listdir(old), [])
+        for p in (os.path.join(old, ORG), os.path.join(old, ORG, "tiny-safetensors", "model.safetensors")):
+            with self.assertRaises(FileNotFoundError, msg=p):
+                os.stat(p)
+        # Names with a dot are never orgs (MOUNT/.hub stays free); they never reach the Hub.
+        api = self.hub.counters()["api"]
+        for name in (".hub", ".git", ".Trash", ".Trash-0", ".xdg-volume-info", "autorun.inf"):
+            for p in (os.path.join(m.mnt, name), os.path.join(m.mnt, name, "tiny-safetensors")):
+                with self.assertRaises(FileNotFoundError, msg=p):
+                    os.stat(p)
+        self.assertEqual(self.hub.counters()["api"], api)
+        self.assertEqual(os.listdir(m.mnt), [ORG])
+        # The root still names the control socket (the CLI's --mount), and only the root does.
+        self.assertIn("user.modelfs.control_socket", os.listxattr(m.mnt))
+        sock = os.getxattr(m.mnt, "user.modelfs.control_socket").decode()
+        self.assertEqual(os.path.realpath(sock), os.path.realpath(os.path.join(m.cache, "control.sock")))
+        self.assertNotIn("user.modelfs.control_socket", os.listxattr(m.path(ORG)))
+        with self.assertRaises(OSError) as cm:
+            os.getxattr(m.path(ORG), "user.modelfs.control_socket")
+        self.assertEqual(cm.exception.errno, errno.ENODATA)
 
     def test_many_files_tree_listing_uses_pagination(self):
         m = self.mount()

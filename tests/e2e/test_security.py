@@ -371,7 +371,7 @@ class CachePermissions(MountTest):
                 with open(os.path.join(cache, "dirty")) as fh:
                     pid = int(fh.read())
                 try:
-                    self.assertEqual(sha256_file(os.path.join(mnt, "models", ORG, "tiny-safetensors",
+                    self.assertEqual(sha256_file(os.path.join(mnt, ORG, "tiny-safetensors",
                                                               "model.safetensors")),
                                      self.repo("tiny-safetensors")["commits"][
                                          self.repo("tiny-safetensors")["branches"]["main"]]["files"][

@@ -131,7 +131,7 @@ void CheckEncoding(std::string_view text) {
 }
 
 void CheckMountName(std::string_view text) {
-  // A lookup under models/<org>/ passes the org (already accepted) and the entry name.
+  // A lookup under MOUNT/<org>/ passes the org (already accepted) and the entry name.
   const size_t slash = text.find('/');
   const std::string org(text.substr(0, slash));
   const std::string entry(slash == std::string_view::npos ? text : text.substr(slash + 1));

@@ -224,7 +224,7 @@ class CoreControlTest : public ::testing::Test {
   // Resolves a file through the Core as the FUSE adapter would; 0 on failure.
   uint64_t lookup(const std::string& repo_name, const std::string& path) {
     Attr org, repo, file;
-    if (!core_->lookup(kModelsIno, "modelfs-test", &org).ok()) return 0;
+    if (!core_->lookup(kRootIno, "modelfs-test", &org).ok()) return 0;
     if (!core_->lookup(org.ino, repo_name, &repo).ok()) return 0;
     if (!core_->lookup(repo.ino, path, &file).ok()) return 0;
     return file.ino;
