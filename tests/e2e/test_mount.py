@@ -7,12 +7,15 @@ import hashlib
 import mmap
 import os
 import random
+import sqlite3
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
 import unittest
 
-from mfs import (FIXTURES, ORG, MountTest, Mount, drop_page_cache, sha256_file)
+from mfs import (FIXTURES, FULL_TOKEN, ORG, MountTest, Mount, drop_page_cache, run_cli, sha256_file)
 
 MIB = 1 << 20
 
@@ -263,6 +266,38 @@ class Persistence(MountTest):
         self.assertEqual(sha256_file(m4.path(*path_rel)), want)
         self.assertEqual(self.hub.file_bytes(), 0)
         self.assertEqual(self.hub.counters().get("api", 0), 0, "offline must not call the Hub")
+
+
+    def test_cache_filled_without_a_mount_serves_the_mount_offline(self):
+        # The cache is keyed by org/name, commit, path in the repo and content id, never by a
+        # path in the mount, so a cache filled before the root became the org namespace (here
+        # by a prefetch that never saw a mount) serves MOUNT/<org>/<name>/ as it is.
+        work = tempfile.mkdtemp(prefix="mfs-oldcache-")
+        self.addCleanup(shutil.rmtree, work, True)
+        cache = os.path.join(work, "cache")
+        r = run_cli(["prefetch", f"{ORG}/tiny-safetensors", "--cache-dir", cache, "--endpoint",
+                     self.hub.url], env={"HF_TOKEN": FULL_TOKEN})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        db = sqlite3.connect(os.path.join(cache, "index.sqlite"))
+        try:
+            repos = [row[0] for row in db.execute("SELECT id FROM repos")]
+            refs = [row[0] for row in db.execute("SELECT repo_id FROM refs")]
+            paths = sorted(row[0] for row in db.execute("SELECT path FROM tree_files WHERE is_dir = 0"))
+        finally:
+            db.close()
+        repo = self.repo("tiny-safetensors")
+        files = repo["commits"][repo["branches"]["main"]]["files"]
+        self.assertEqual((repos, set(refs)), ([f"{ORG}/tiny-safetensors"], {f"{ORG}/tiny-safetensors"}))
+        self.assertEqual(paths, sorted(f["path"] for f in files))
+        self.hub.reset()
+        m = self.mount(cache_dir=cache, args=("--offline",))
+        self.assertEqual(os.listdir(m.mnt), [ORG])
+        self.assertEqual(os.listdir(m.path(ORG)), ["tiny-safetensors"])
+        for f in files:
+            self.assertEqual(sha256_file(m.path(ORG, "tiny-safetensors", f["path"])), f["sha256"],
+                             f["path"])
+        c = self.hub.counters()
+        self.assertEqual((self.hub.file_bytes(), c.get("api", 0), c.get("tree", 0)), (0, 0, 0))
 
 
 class HubDown(MountTest):
