@@ -524,7 +524,7 @@ Runner AddMountCommand(CLI::App& app) {
   auto a = std::make_shared<MountArgs>();
   CLI::App* cmd = app.add_subcommand(
       "mount",
-      "Mount the Hub as a filesystem: MOUNTPOINT/models/<org>/<name>[@revision]/<path>.\n"
+      "Mount the Hub as a filesystem: MOUNTPOINT/<org>/<name>[@revision]/<path>.\n"
       "Examples:\n"
       "  modelfs mount /mnt/models\n"
       "  modelfs mount /mnt/models --cache-dir /var/cache/modelfs --cache-size 500G --allow-other\n"

@@ -84,7 +84,7 @@ Section: utils
 Priority: optional
 Description: Hugging Face Hub repos as lazy local files (FUSE)
  modelfs mounts the Hugging Face Hub as a read-only filesystem: every model
- repo is a folder (/mnt/models/models/<org>/<name>[@revision]/) whose files
+ repo is a folder (/mnt/models/<org>/<name>[@revision]/) whose files
  are fetched as they are read, and kept in a persistent, size-bounded chunk
  cache shared by every user of the machine.
  .

@@ -148,7 +148,7 @@ if [ -f "$fixtures/manifest.json" ] && command -v python3 >/dev/null; then
 m = json.load(open(sys.argv[1]))["repos"]["modelfs-test/tiny-safetensors"]
 print([f["sha256"] for f in m["commits"][m["branches"]["main"]]["files"] if f["path"] == "model.safetensors"][0])' "$fixtures/manifest.json")
   got=$(in_root setpriv --reuid=nobody --regid=nogroup --clear-groups \
-    sha256sum /mnt/models/models/modelfs-test/tiny-safetensors/model.safetensors | cut -d' ' -f1)
+    sha256sum /mnt/models/modelfs-test/tiny-safetensors/model.safetensors | cut -d' ' -f1)
   check "user nobody reads a model through it, byte-exact" test "$got" = "$want"
   in_root setpriv --reuid=nobody --regid=nogroup --clear-groups \
     modelfs gc --socket /run/modelfs/control.sock >/dev/null 2>&1 && rc=0 || rc=$?
