@@ -26,11 +26,12 @@ echo "hub simulator on $hub"
 
 set -x
 "$bin" mount "$mnt" --cache-dir "$work/cache" --cache-size 1G --endpoint "$hub"
-ls -l "$mnt/models/modelfs-test/tiny-llama-GGUF/"
-ls "$mnt/models/modelfs-test/versioned@v1.0/"
-node "$src/tests/e2e/llama_generate.mjs" "$mnt/models/modelfs-test/tiny-llama-GGUF/model.gguf"
-getfattr -d "$mnt/models/modelfs-test/tiny-llama-GGUF/model.gguf"
-sha256sum "$mnt/models/modelfs-test/tiny-llama-GGUF/model.gguf" \
+ls -l "$mnt/modelfs-test/tiny-llama-GGUF/"
+ls "$mnt/modelfs-test/versioned@v1.0/"
+ls "$mnt/" "$mnt/modelfs-test/"
+node "$src/tests/e2e/llama_generate.mjs" "$mnt/modelfs-test/tiny-llama-GGUF/model.gguf"
+getfattr -d "$mnt/modelfs-test/tiny-llama-GGUF/model.gguf"
+sha256sum "$mnt/modelfs-test/tiny-llama-GGUF/model.gguf" \
   "$build"/fixtures/repos/modelfs-test/tiny-llama-GGUF/*/model.gguf
 set +x
 curl -s "$hub/_sim/counters" | python3 -c '

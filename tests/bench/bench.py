@@ -602,7 +602,6 @@ class Modelfs:
         self.proc = None
         self.profile = None
         self.n = 0
-        self.layout = None  # path prefix under the mount, probed once: "models/" or ""
 
     def start(self, fresh=True):
         os.makedirs(self.mnt, exist_ok=True)
@@ -626,15 +625,10 @@ class Modelfs:
                 raise RuntimeError(f"modelfs exited {self.proc.returncode}; see {self.log_path}")
             return ismount(self.mnt)
         wait_for(ready, 30, "the modelfs mount")
-        if self.layout is None:
-            # MOUNT/models/<org>/<name>/ today, MOUNT/<org>/<name>/ soon: probe once (in the
-            # new layout "models/<org>" is a repo that does not exist)
-            self.layout = "models/" if os.path.isdir(os.path.join(self.mnt, "models", ORG)) else ""
-            log(f"modelfs layout: MOUNT/{self.layout}<org>/<name>/<path>")
         return self
 
     def repo_path(self, repo):
-        return os.path.join(self.mnt, self.layout + ORG, repo)
+        return os.path.join(self.mnt, ORG, repo)
 
     def path(self, key):
         repo, p = key.split("/", 1)
