@@ -75,7 +75,12 @@ Status Core::snapshot_of(const Node& node, std::shared_ptr<const Snapshot>* out)
   return snapshots_.get(node.repo_id, node.revision, out);
 }
 
-std::shared_ptr<const Node> Core::repo_child(const Node& parent, const Snapshot& snap,
+std::shared_ptr<const Node> Core::intern(Ref ref, const std::string& key, Node proto) {
+  return ref == Ref::kKernel ? inodes_.lookup(key, std::move(proto))
+                             : inodes_.peek(key, std::move(proto));
+}
+
+std::shared_ptr<const Node> Core::repo_child(Ref ref, const Node& parent, const Snapshot& snap,
                                              const std::string& path, const Snapshot::Child& c) {
   Node n;
   n.org = parent.org;
@@ -86,16 +91,16 @@ std::shared_ptr<const Node> Core::repo_child(const Node& parent, const Snapshot&
   n.immutable = snap.immutable;
   if (c.file < 0) {
     n.kind = NodeKind::kDir;
-    return inodes_.intern("d:" + RepoKey(parent) + '\0' + path, std::move(n));
+    return intern(ref, "d:" + RepoKey(parent) + '\0' + path, std::move(n));
   }
   n.kind = NodeKind::kFile;
   n.file = snap.files[static_cast<size_t>(c.file)];
   n.commit = snap.commit;
   std::string key = "f:" + RepoKey(parent) + '\0' + path + '\0' + n.file.content_id();
-  return inodes_.intern(key, std::move(n));
+  return intern(ref, key, std::move(n));
 }
 
-Status Core::child_of(const Node& dir, std::string_view name_view,
+Status Core::child_of(Ref ref, const Node& dir, std::string_view name_view,
                       std::shared_ptr<const Node>* out) {
   std::string name(name_view);
   switch (dir.kind) {
@@ -105,7 +110,7 @@ Status Core::child_of(const Node& dir, std::string_view name_view,
       Node n;
       n.kind = NodeKind::kOrg;
       n.org = name;
-      *out = inodes_.intern("o:" + name, std::move(n));
+      *out = intern(ref, "o:" + name, std::move(n));
       return Status::Ok();
     }
     case NodeKind::kOrg: {
@@ -122,7 +127,7 @@ Status Core::child_of(const Node& dir, std::string_view name_view,
       n.revision = revision;
       n.mtime = snap->mtime;
       n.immutable = snap->immutable;
-      *out = inodes_.intern("r:" + repo_id + "@" + revision, std::move(n));
+      *out = intern(ref, "r:" + repo_id + "@" + revision, std::move(n));
       return Status::Ok();
     }
     case NodeKind::kRepo:
@@ -134,7 +139,7 @@ Status Core::child_of(const Node& dir, std::string_view name_view,
       for (const auto& c : it->second) {
         if (c.name == name) {
           std::string path = dir.rel_path.empty() ? name : dir.rel_path + "/" + name;
-          *out = repo_child(dir, *snap, path, c);
+          *out = repo_child(ref, dir, *snap, path, c);
           return Status::Ok();
         }
       }
@@ -150,9 +155,13 @@ Status Core::lookup(uint64_t parent, std::string_view name, Attr* out) {
   auto dir = inodes_.get(parent);
   if (!dir) return {Code::kNotFound, "stale inode"};
   std::shared_ptr<const Node> child;
-  if (Status st = child_of(*dir, name, &child); !st.ok()) return st;
+  if (Status st = child_of(Ref::kKernel, *dir, name, &child); !st.ok()) return st;
   *out = attr_of(*child);
   return Status::Ok();
+}
+
+void Core::forget(uint64_t ino, uint64_t lookups) {
+  inodes_.forget(ino, lookups);
 }
 
 Status Core::getattr(uint64_t ino, Attr* out) {
@@ -170,7 +179,9 @@ Status Core::readdir(uint64_t ino, std::vector<DirEntry>* out) {
     case NodeKind::kRoot:
       for (const auto& org : snapshots_.known_orgs()) {
         std::shared_ptr<const Node> child;
-        if (child_of(*node, org, &child).ok()) out->push_back({org, attr_of(*child)});
+        if (child_of(Ref::kNone, *node, org, &child).ok()) {
+          out->push_back({org, attr_of(*child)});
+        }
       }
       return Status::Ok();
     case NodeKind::kOrg:
@@ -180,7 +191,7 @@ Status Core::readdir(uint64_t ino, std::vector<DirEntry>* out) {
         n.kind = NodeKind::kRepo;
         n.org = node->org;
         n.repo_id = node->org + "/" + name;
-        auto child = inodes_.intern("r:" + n.repo_id + "@", n);
+        auto child = intern(Ref::kNone, "r:" + n.repo_id + "@", n);
         out->push_back({name, attr_of(*child)});
       }
       return Status::Ok();
@@ -193,7 +204,7 @@ Status Core::readdir(uint64_t ino, std::vector<DirEntry>* out) {
       out->reserve(it->second.size());
       for (const auto& c : it->second) {
         std::string path = node->rel_path.empty() ? c.name : node->rel_path + "/" + c.name;
-        out->push_back({c.name, attr_of(*repo_child(*node, *snap, path, c))});
+        out->push_back({c.name, attr_of(*repo_child(Ref::kNone, *node, *snap, path, c))});
       }
       return Status::Ok();
     }
@@ -291,6 +302,10 @@ Status Core::listxattr(uint64_t ino, std::vector<std::string>* names) {
 Status Core::getxattr(uint64_t ino, std::string_view name, std::string* value) {
   auto node = inodes_.get(ino);
   if (!node) return {Code::kNotFound, "stale inode"};
+  // "Not supported" rather than "no such attribute" for security.*, system.* and trusted.*:
+  // ls -l then stops asking for SELinux labels and ACLs on this file system (it remembers per
+  // device), which would otherwise cost two requests per file listed.
+  if (name.substr(0, 5) != "user.") return {Code::kNotSupported, std::string(name)};
   if (name.substr(0, std::string_view(kXattrPrefix).size()) != kXattrPrefix) {
     return {Code::kNoData, std::string(name)};
   }

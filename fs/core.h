@@ -56,7 +56,9 @@ class Core {
   Core(const Core&) = delete;
   Core& operator=(const Core&) = delete;
 
+  // A successful lookup hands the kernel one reference to out->ino; forget returns them.
   Status lookup(uint64_t parent, std::string_view name, Attr* out);
+  void forget(uint64_t ino, uint64_t lookups);
   Status getattr(uint64_t ino, Attr* out);
   Status readdir(uint64_t ino, std::vector<DirEntry>* out);
 
@@ -95,12 +97,16 @@ class Core {
   void forget_content(const std::string& content_id) { reader_.forget_content(content_id); }
 
  private:
-  Status child_of(const Node& dir, std::string_view name, std::shared_ptr<const Node>* out);
+  // Whether a node found is handed to the kernel (a lookup reply) or only shown (a listing).
+  enum class Ref { kKernel, kNone };
+  std::shared_ptr<const Node> intern(Ref ref, const std::string& key, Node proto);
+  Status child_of(Ref ref, const Node& dir, std::string_view name,
+                  std::shared_ptr<const Node>* out);
   Status snapshot_of(const Node& node, std::shared_ptr<const Snapshot>* out);
   Attr attr_of(const Node& node) const;
   // Model-aware prefetch: the other shards of a sharded checkpoint, on opening one of them.
   void prefetch_model_set(const Node& node);
-  std::shared_ptr<const Node> repo_child(const Node& parent, const Snapshot& snap,
+  std::shared_ptr<const Node> repo_child(Ref ref, const Node& parent, const Snapshot& snap,
                                          const std::string& rel_path, const Snapshot::Child& c);
 
   CoreOptions options_;

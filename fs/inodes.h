@@ -1,8 +1,12 @@
-// The inode table: every name the kernel has been given, with a stable number.
+// The inode table: the names the kernel holds, each with a number derived from its key.
 //
-// Numbers are handed out once per key and never reused while mounted, so the kernel can cache
-// freely. A file's key includes its content id: when a branch moves and a file changes, the
-// path gets a new inode while open handles keep the old content.
+// A node lives while the kernel holds a reference to it: each lookup reply adds one, each
+// forget drops what the kernel says it dropped, and at zero the node goes (the root never does).
+// So memory follows the kernel's dentry cache, not every name ever listed. A key's number is a
+// hash of the key, so a name forgotten and looked up again gets the number it had, and a listing
+// can show the number a later lookup will give without creating a node. A file's key includes
+// its content id: when a branch moves and a file changes, the path gets a new inode while open
+// handles keep the old content.
 //
 // Thread safety: all methods may be called concurrently.
 #pragma once
@@ -38,19 +42,40 @@ inline constexpr uint64_t kRootIno = 1;
 
 class InodeTable {
  public:
-  InodeTable();
+  using KeyHash = uint64_t (*)(const std::string& key);
+  // hash: for tests that force collisions; the default is the standard string hash.
+  explicit InodeTable(KeyHash hash = nullptr);
   std::shared_ptr<const Node> get(uint64_t ino) const;
-  // Returns the node for key, creating it from proto (whose ino is ignored) if new.
-  std::shared_ptr<const Node> intern(const std::string& key, Node proto);
+  // The node for key, created from proto (whose ino is ignored) if new, with one more kernel
+  // reference: call it only for a node a lookup reply hands to the kernel.
+  std::shared_ptr<const Node> lookup(const std::string& key, Node proto);
+  // The node for key as a listing shows it, without a kernel reference: the live node if there
+  // is one, else proto numbered as lookup would number it now.
+  std::shared_ptr<const Node> peek(const std::string& key, Node proto) const;
+  // The kernel dropped n references to ino; a node left with none is removed.
+  void forget(uint64_t ino, uint64_t n);
+  // Nodes alive (the kernel holds them, plus the fixed ones).
   size_t size() const;
   // File inodes whose bytes are this content (a rare full scan: used after a sha256 mismatch).
   std::vector<uint64_t> files_with_content(const std::string& content_id) const;
 
  private:
+  struct Entry {
+    std::string key;
+    std::shared_ptr<const Node> node;
+    uint64_t refs = 0;
+    bool fixed = false;  // the root: never forgotten
+  };
+  // The number key has, or would get: its hash, or the next free number when another key holds
+  // that one (rare in 2^63, but two names must never share a number).
+  uint64_t home_of(const std::string& key) const;
+  uint64_t number_of(const std::string& key, bool* live) const REQUIRES_SHARED(mu_);
+
+  const KeyHash hash_;
   mutable SharedMutex mu_;
-  uint64_t next_ GUARDED_BY(mu_) = kRootIno + 1;
-  std::unordered_map<uint64_t, std::shared_ptr<const Node>> by_ino_ GUARDED_BY(mu_);
-  std::unordered_map<std::string, uint64_t> by_key_ GUARDED_BY(mu_);
+  std::unordered_map<uint64_t, Entry> by_ino_ GUARDED_BY(mu_);
+  // Live keys that are not at their hash's number.
+  std::unordered_map<std::string, uint64_t> displaced_ GUARDED_BY(mu_);
 };
 
 }  // namespace modelfs::fs

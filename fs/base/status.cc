@@ -5,7 +5,7 @@
 namespace modelfs {
 namespace {
 
-constexpr std::array<std::pair<Code, const char*>, 23> kNames = {{
+constexpr std::array<std::pair<Code, const char*>, 24> kNames = {{
     {Code::kOk, "ok"},
     {Code::kNotFound, "not found"},
     {Code::kRepoNotFound, "repo not found"},
@@ -17,6 +17,7 @@ constexpr std::array<std::pair<Code, const char*>, 23> kNames = {{
     {Code::kIsDir, "is a directory"},
     {Code::kReadOnly, "read-only"},
     {Code::kNoData, "no data"},
+    {Code::kNotSupported, "not supported"},
     {Code::kInvalid, "invalid"},
     {Code::kIo, "I/O error"},
     {Code::kCorrupt, "corrupt"},

@@ -21,11 +21,12 @@ enum class Code : uint8_t {
   kNoAccess,  // private without a usable token, refused by policy, or not allowed to do this
   kGated,     // 401/403 GatedRepo: no token, or the token is not approved
   // Filesystem shapes.
-  kNotDir,    // a path component is a file (ENOTDIR)
-  kIsDir,     // file operation on a directory (EISDIR)
-  kReadOnly,  // write attempted (EROFS)
-  kNoData,    // no such extended attribute (ENODATA)
-  kInvalid,   // malformed request or argument (EINVAL)
+  kNotDir,        // a path component is a file (ENOTDIR)
+  kIsDir,         // file operation on a directory (EISDIR)
+  kReadOnly,      // write attempted (EROFS)
+  kNoData,        // no such extended attribute (ENODATA)
+  kNotSupported,  // an extended-attribute namespace this file system does not have (EOPNOTSUPP)
+  kInvalid,       // malformed request or argument (EINVAL)
   // Local failures.
   kIo,       // a local file system error, or data that could not be served (EIO)
   kCorrupt,  // a checksum or hash did not match; the bad data has been dropped

@@ -67,6 +67,8 @@ int ToErrno(const Status& st) {
       return EINVAL;
     case Code::kNoData:
       return ENODATA;
+    case Code::kNotSupported:
+      return EOPNOTSUPP;
     case Code::kCancelled:
       return EINTR;
     // A reader cannot act on "no space" (the cache's, not its own) or on why the network
@@ -143,7 +145,19 @@ void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   e.attr_timeout = a.timeout;
   e.entry_timeout = a.timeout;
   FillStat(a, &e.attr);
-  fuse_reply_entry(req, &e);
+  // An interrupted request's entry never reached the kernel, so it holds no reference.
+  if (fuse_reply_entry(req, &e) == -ENOENT) core.forget(a.ino, 1);
+}
+
+void OpForget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+  CoreOf(req).forget(ino, nlookup);
+  fuse_reply_none(req);
+}
+
+void OpForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
+  Core& core = CoreOf(req);
+  for (size_t i = 0; i < count; ++i) core.forget(forgets[i].ino, forgets[i].nlookup);
+  fuse_reply_none(req);
 }
 
 void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* /*fi*/) {
@@ -282,6 +296,8 @@ fuse_lowlevel_ops MakeOps() {
   fuse_lowlevel_ops ops{};
   ops.init = OpInit;
   ops.lookup = OpLookup;
+  ops.forget = OpForget;
+  ops.forget_multi = OpForgetMulti;
   ops.getattr = OpGetattr;
   ops.opendir = OpOpendir;
   ops.readdir = OpReaddir;

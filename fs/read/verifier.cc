@@ -24,6 +24,9 @@ struct Verifier::Cursor {
   uint32_t next GUARDED_BY(mu) = 0;
   std::map<uint32_t, ChunkRef> early GUARDED_BY(mu);  // landed ahead of next
   uint64_t early_bytes GUARDED_BY(mu) = 0;
+  // The content's mismatch epoch when hashing began: a verdict after another cursor dropped the
+  // content covers bytes of two generations and means nothing.
+  uint32_t epoch GUARDED_BY(mu) = 0;
 };
 
 Verifier::Verifier(index::ChunkStore& store, HotTier& hot, BufferPool& buffers,
@@ -46,9 +49,11 @@ std::shared_ptr<Verifier::Cursor> Verifier::cursor(const std::string& cid, bool 
   // Set up outside mu_: consume() takes mu_ while holding a cursor's lock, so mu_ is never
   // held while taking one.
   auto c = std::make_shared<Cursor>();
+  const uint32_t epoch = mismatch_epoch(cid);
   {
     MutexLock cl(c->mu);
     c->ok = c->ctx && EVP_DigestInit_ex(c->ctx.get(), EVP_sha256(), nullptr) == 1;
+    c->epoch = epoch;
   }
   MutexLock lock(mu_);
   return cursors_.try_emplace(cid, std::move(c)).first->second;  // or one set up meanwhile
@@ -117,6 +122,11 @@ Status Verifier::consume(Cursor& c, const fetch::FileLocation& loc, const std::s
     return {Code::kIo, "sha256 of " + loc.path + " could not be computed"};
   }
   const std::string hex = HexEncode(digest, len);
+  if (mismatch_epoch(cid) != c.epoch) {
+    // Some of what this cursor hashed was dropped as wrong meanwhile (and counted once, there);
+    // a fresh cursor gives the verdict on what is cached now.
+    return {Code::kNotFound, loc.path + " was dropped while hashing"};
+  }
   if (hex == cid) {
     verified_++;
     if (Status s = store_.mark_verified(cid); !s.ok()) {
@@ -159,6 +169,7 @@ Status Verifier::verify_complete(const fetch::FileLocation& loc, const std::stri
     MutexLock cl(c->mu);
     if (!c->valid) continue;  // finished or replaced meanwhile: look again
     Status st = consume(*c, loc, cid);
+    if (st.not_found()) continue;  // dropped while hashing: a fresh cursor hashes what is left
     if (!st.ok()) return st;
     if (!c->valid) break;  // finished: the verdict is recorded
     return {Code::kNotFound, loc.path + " is not complete"};

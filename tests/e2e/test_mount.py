@@ -15,7 +15,8 @@ import threading
 import time
 import unittest
 
-from mfs import (FIXTURES, FULL_TOKEN, ORG, MountTest, Mount, drop_page_cache, run_cli, sha256_file)
+from mfs import (FIXTURES, FULL_TOKEN, ORG, MountTest, Mount, drop_page_cache, mount_stats, run_cli,
+                 sha256_file)
 
 MIB = 1 << 20
 
@@ -37,6 +38,39 @@ class Namespace(MountTest):
         c = self.hub.counters()
         self.assertEqual(c.get("cdn", 0), 0)
         self.assertEqual(c.get("resolve", 0), 0)
+
+    def test_listing_memory_goes_when_the_kernel_forgets(self):
+        m = self.mount()
+        p = m.path(ORG, "many-files")
+        subprocess.run(["ls", "-lR", p], check=True, capture_output=True)
+        repo = self.repo("many-files")
+        names = len(repo["commits"][repo["branches"]["main"]]["files"])
+        listed = mount_stats(m)["inodes"]
+        self.assertGreaterEqual(listed, names, "every file listed with -l was looked up")
+        # Dentries and inodes leave the kernel's caches: it sends forget for each.
+        deadline = time.monotonic() + 20
+        while True:
+            with open("/proc/sys/vm/drop_caches", "w") as f:
+                f.write("2")
+            left = mount_stats(m)["inodes"]
+            if left <= 5 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        self.assertLessEqual(left, 5, f"{listed} inodes before drop_caches, {left} after")
+        # Names come back with the numbers they had.
+        small = m.path(ORG, "edge-cases", "small.txt")
+        ino = os.stat(small).st_ino
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("2")
+        self.assertEqual(os.stat(small).st_ino, ino)
+        # ls -l asks every file for its SELinux label and ACL unless told they are unsupported.
+        for name in ("security.selinux", "system.posix_acl_access"):
+            with self.assertRaises(OSError, msg=name) as cm:
+                os.getxattr(small, name)
+            self.assertEqual(cm.exception.errno, errno.EOPNOTSUPP, name)
+        with self.assertRaises(OSError) as cm:
+            os.getxattr(small, "user.nope")
+        self.assertEqual(cm.exception.errno, errno.ENODATA)
 
     def test_layout_modes_and_stable_inodes(self):
         m = self.mount()

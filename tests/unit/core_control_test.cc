@@ -397,6 +397,46 @@ TEST_F(CoreControlTest, ConcurrentRequestsWhileReading) {
 
 // Malformed, oversized, wrongly typed and abandoned requests: each gets the right error (or
 // is answered normally when the mistake is harmless), and the server keeps serving.
+// Listing a repo creates no inodes; lookups do, and forget returns them. ls -l's questions about
+// SELinux labels and ACLs get "not supported" (it then stops asking), ours about a name we do not
+// have get "no data".
+TEST_F(CoreControlTest, ListingCreatesNoInodesAndForgetFreesThem) {
+  Attr org, repo;
+  ASSERT_TRUE(core_->lookup(kRootIno, "modelfs-test", &org).ok());
+  ASSERT_TRUE(core_->lookup(org.ino, "many-files", &repo).ok());
+  const uint64_t before = core_->stats().inodes;
+  std::vector<DirEntry> top;
+  ASSERT_TRUE(core_->readdir(repo.ino, &top).ok());
+  ASSERT_GT(top.size(), 1u);
+  EXPECT_EQ(core_->stats().inodes, before) << "readdir made nodes";
+
+  std::vector<Attr> found;
+  for (const auto& d : top) {
+    Attr a;
+    ASSERT_TRUE(core_->lookup(repo.ino, d.name, &a).ok()) << d.name;
+    EXPECT_EQ(a.ino, d.attr.ino) << d.name << ": the listing showed another number";
+    found.push_back(a);
+  }
+  EXPECT_EQ(core_->stats().inodes, before + top.size());
+  Attr twice;
+  ASSERT_TRUE(core_->lookup(repo.ino, top[0].name, &twice).ok());
+  for (const auto& a : found) core_->forget(a.ino, 1);
+  EXPECT_EQ(core_->stats().inodes, before + 1) << "the name looked up twice keeps one reference";
+  Attr still;
+  EXPECT_TRUE(core_->getattr(twice.ino, &still).ok());
+  core_->forget(twice.ino, 1);
+  EXPECT_EQ(core_->stats().inodes, before);
+  EXPECT_EQ(core_->getattr(twice.ino, &still).code(), Code::kNotFound);
+
+  std::string value;
+  EXPECT_EQ(core_->getxattr(repo.ino, "security.selinux", &value).code(), Code::kNotSupported);
+  EXPECT_EQ(core_->getxattr(repo.ino, "system.posix_acl_access", &value).code(),
+            Code::kNotSupported);
+  EXPECT_EQ(core_->getxattr(repo.ino, "user.other", &value).code(), Code::kNoData);
+  ASSERT_TRUE(core_->getxattr(repo.ino, "user.modelfs.revision", &value).ok());
+  EXPECT_EQ(value, "main");
+}
+
 TEST_F(CoreControlTest, MalformedRequestsGetErrorsAndTheServerKeepsServing) {
   ASSERT_NE(lookup("tiny-safetensors", "config.json"), 0u);  // the repo is known locally
   struct Case {
