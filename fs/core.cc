@@ -4,6 +4,7 @@
 
 #include <ctime>
 
+#include "fs/base/sys.h"
 #include "fs/read/model_prefetch.h"
 
 namespace modelfs::fs {
@@ -161,7 +162,28 @@ Status Core::lookup(uint64_t parent, std::string_view name, Attr* out) {
 }
 
 void Core::forget(uint64_t ino, uint64_t lookups) {
-  inodes_.forget(ino, lookups);
+  auto gone = inodes_.forget(ino, lookups);
+  if (!gone) return;
+  // glibc keeps freed heap, so after the kernel drops a large listing RSS would stay at its
+  // peak: it is handed back when most inodes are gone, and when a large tree is.
+  bool trim = false;
+  // The kernel forgets children before their directory: no inode of this repo@revision is left.
+  if (gone->kind == NodeKind::kRepo) {
+    trim = snapshots_.release(gone->repo_id, gone->revision) >= kTrimAfterInodes;
+  }
+  const uint64_t live = inodes_.size();
+  uint64_t peak = inode_peak_.load(std::memory_order_relaxed);
+  while (live > peak && !inode_peak_.compare_exchange_weak(peak, live)) {
+  }
+  if (peak >= kTrimAfterInodes && live < peak / 4 &&
+      inode_peak_.compare_exchange_strong(peak, live)) {
+    trim = true;
+  }
+  if (trim) {
+    inodes_.compact();
+    cache_.release_memory();
+    ReturnFreeMemory();
+  }
 }
 
 Status Core::getattr(uint64_t ino, Attr* out) {
@@ -377,6 +399,7 @@ CoreStats Core::stats() const {
   s.cache = cache_.chunks().stats();
   s.hub = hub_.counters();
   s.inodes = inodes_.size();
+  s.trees_in_memory = snapshots_.resident();
   s.open_files = open_files_;
   s.uptime_seconds = static_cast<int64_t>(std::time(nullptr)) - started_;
   return s;

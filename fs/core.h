@@ -45,6 +45,7 @@ struct CoreStats {
   index::ChunkStoreStats cache;
   fetch::HubCounters hub;
   uint64_t inodes = 0;
+  uint64_t trees_in_memory = 0;  // repo@revision trees held (others are rebuilt from the index)
   uint64_t open_files = 0;
   int64_t uptime_seconds = 0;
 };
@@ -118,6 +119,9 @@ class Core {
   HubUpstream upstream_;
   Reader reader_;
   std::atomic<uint64_t> open_files_{0};
+  // Most inodes alive at once since the heap was last trimmed (see forget).
+  static constexpr uint64_t kTrimAfterInodes = 10000;
+  std::atomic<uint64_t> inode_peak_{0};
   // Handles still open when the mount goes away (a lazy unmount sends no release) are freed
   // by the destructor.
   Mutex handles_mu_;

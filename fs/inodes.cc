@@ -75,15 +75,23 @@ std::shared_ptr<const Node> InodeTable::peek(const std::string& key, Node proto)
   return std::make_shared<const Node>(std::move(proto));
 }
 
-void InodeTable::forget(uint64_t ino, uint64_t n) {
+std::shared_ptr<const Node> InodeTable::forget(uint64_t ino, uint64_t n) {
   WriterLock lock(mu_);
   auto it = by_ino_.find(ino);
-  if (it == by_ino_.end() || it->second.fixed) return;
+  if (it == by_ino_.end() || it->second.fixed) return nullptr;
   Entry& e = it->second;
   e.refs = n >= e.refs ? 0 : e.refs - n;
-  if (e.refs != 0) return;
+  if (e.refs != 0) return nullptr;
+  auto node = std::move(e.node);
   displaced_.erase(e.key);
   by_ino_.erase(it);
+  return node;
+}
+
+void InodeTable::compact() {
+  WriterLock lock(mu_);
+  by_ino_.rehash(0);
+  displaced_.rehash(0);
 }
 
 size_t InodeTable::size() const {

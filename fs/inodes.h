@@ -52,8 +52,10 @@ class InodeTable {
   // The node for key as a listing shows it, without a kernel reference: the live node if there
   // is one, else proto numbered as lookup would number it now.
   std::shared_ptr<const Node> peek(const std::string& key, Node proto) const;
-  // The kernel dropped n references to ino; a node left with none is removed.
-  void forget(uint64_t ino, uint64_t n);
+  // The kernel dropped n references to ino; a node left with none is removed and returned.
+  std::shared_ptr<const Node> forget(uint64_t ino, uint64_t n);
+  // Shrinks the table's index to what the live nodes need (it never shrinks by itself).
+  void compact();
   // Nodes alive (the kernel holds them, plus the fixed ones).
   size_t size() const;
   // File inodes whose bytes are this content (a rare full scan: used after a sha256 mismatch).

@@ -127,6 +127,54 @@ std::shared_ptr<Snapshots::Entry> Snapshots::entry(const std::string& key) {
   return e;
 }
 
+namespace {
+
+std::shared_ptr<const Snapshot> MakeSnapshot(const std::string& repo_id,
+                                             const std::string& revision, const std::string& commit,
+                                             int64_t mtime, std::vector<index::FileRecord> files) {
+  auto snap = std::make_shared<Snapshot>();
+  snap->repo_id = repo_id;
+  snap->revision = revision;
+  snap->commit = commit;
+  snap->immutable = IsCommitSha(revision);
+  snap->mtime = mtime;
+  snap->build(std::move(files));
+  return snap;
+}
+
+}  // namespace
+
+size_t Snapshots::release(const std::string& repo_id, const std::string& revision) {
+  std::shared_ptr<Entry> e;
+  {
+    MutexLock lock(mu_);
+    auto it = entries_.find(repo_id + "@" + revision);
+    if (it == entries_.end()) return 0;
+    e = it->second;
+  }
+  MutexLock lock(e->mu);
+  if (!e->snap) return 0;
+  const size_t files = e->snap->files.size();
+  e->released_commit = e->snap->commit;
+  e->released_mtime = e->snap->mtime;
+  e->snap.reset();
+  return files;
+}
+
+size_t Snapshots::resident() const {
+  std::vector<std::shared_ptr<Entry>> all;
+  {
+    MutexLock lock(mu_);
+    for (auto& [key, e] : entries_) all.push_back(e);
+  }
+  size_t n = 0;
+  for (auto& e : all) {
+    MutexLock lock(e->mu);
+    n += e->snap != nullptr;
+  }
+  return n;
+}
+
 Status Snapshots::get(const std::string& repo_id, const std::string& revision,
                       std::shared_ptr<const Snapshot>* out) {
   // The policy is checked on every call (it can change on reload), before any network.
@@ -136,13 +184,24 @@ Status Snapshots::get(const std::string& repo_id, const std::string& revision,
   }
   auto e = entry(repo_id + "@" + revision);
   MutexLock lock(e->mu);
+  if (!e->snap && !e->released_commit.empty()) {
+    // Rebuilt from the index whether or not the revision is fresh: it is also what is served
+    // while the Hub cannot be reached.
+    std::vector<index::FileRecord> files;
+    if (meta_.get_tree(repo_id, e->released_commit, &files).ok()) {
+      e->snap =
+          MakeSnapshot(repo_id, revision, e->released_commit, e->released_mtime, std::move(files));
+    }
+    e->released_commit.clear();
+  }
   if (e->snap && policy_.refuse_gated() && e->gated) {
     spdlog::warn("{}: gated repos are refused by the policy", repo_id);
     return {Code::kNoAccess, repo_id + " is gated and the policy refuses gated repos"};
   }
   auto now = std::chrono::steady_clock::now();
   if (now < e->negative_until) return e->negative;
-  if (e->snap && (e->snap->immutable || now < e->checked + options_.revision_ttl)) {
+  const bool fresh = IsCommitSha(revision) || now < e->checked + options_.revision_ttl;
+  if (e->snap && fresh) {
     *out = e->snap;
     return Status::Ok();
   }
@@ -174,13 +233,8 @@ Status Snapshots::get(const std::string& repo_id, const std::string& revision,
     }
     return st;
   }
-  auto snap = std::make_shared<Snapshot>();
-  snap->repo_id = repo_id;
-  snap->revision = revision;
-  snap->commit = commit;
-  snap->immutable = IsCommitSha(revision);
-  snap->mtime = mtime ? mtime : NowUnix();
-  snap->build(std::move(files));
+  auto snap = MakeSnapshot(repo_id, revision, commit, mtime ? mtime : NowUnix(), std::move(files));
+  e->released_commit.clear();
   if (e->snap && e->snap->commit != commit) {
     spdlog::info("{}@{} moved from {} to {}", repo_id, revision.empty() ? "default" : revision,
                  e->snap->commit, commit);

@@ -61,6 +61,12 @@ class Snapshots {
   // Forgets remembered misses and refusals (after a new token or policy is loaded).
   void forget_misses();
 
+  // Frees repo@revision's tree from memory (the kernel holds none of its inodes any more); the
+  // next get rebuilds it from the index, without the network while the revision is fresh.
+  // Returns the number of files the freed tree had.
+  size_t release(const std::string& repo_id, const std::string& revision);
+  // Trees held in memory.
+  size_t resident() const;
   // Orgs and repo names (without revision) known locally, sorted.
   std::vector<std::string> known_orgs();
   std::vector<std::string> known_repos(const std::string& org);
@@ -74,6 +80,9 @@ class Snapshots {
     Status negative GUARDED_BY(mu);
     std::chrono::steady_clock::time_point negative_until GUARDED_BY(mu);
     bool gated GUARDED_BY(mu) = false;
+    // After release: the commit snap had, to rebuild it from the index.
+    std::string released_commit GUARDED_BY(mu);
+    int64_t released_mtime GUARDED_BY(mu) = 0;
   };
   std::shared_ptr<Entry> entry(const std::string& key);
   Status resolve_commit(const std::string& repo_id, const std::string& revision, Entry& e,
@@ -85,7 +94,7 @@ class Snapshots {
   index::MetaStore& meta_;
   fetch::HubClient& hub_;
   const AccessPolicy& policy_;
-  Mutex mu_;
+  mutable Mutex mu_;
   std::unordered_map<std::string, std::shared_ptr<Entry>> entries_ GUARDED_BY(mu_);
 };
 

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sqlite3.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -204,6 +205,11 @@ Status Cache::Open(const CacheOptions& options, std::unique_ptr<Cache>* out) {
   impl->remove_sentinel = true;
   out->reset(new Cache(std::move(impl)));
   return Status::Ok();
+}
+
+void Cache::release_memory() {
+  std::lock_guard lock(impl_->db->mutex());
+  sqlite3_db_release_memory(impl_->db->handle());
 }
 
 MetaStore& Cache::meta() {

@@ -34,6 +34,8 @@ class Cache {
   MetaStore& meta();
   ChunkStore& chunks();
   const std::filesystem::path& dir() const;
+  // Frees the index's page cache (SQLite refills it as queries need it).
+  void release_memory();
   // Empty after a clean open; otherwise a sentence for the log ("unclean shutdown: ...").
   const std::string& recovered_from() const;
 

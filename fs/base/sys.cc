@@ -1,6 +1,7 @@
 #include "fs/base/sys.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -72,6 +73,10 @@ Status MakeDirs(const std::string& path, int mode) {
   if (Status s = MakeDirs(path.substr(0, slash), mode); !s.ok()) return s;
   if (::mkdir(path.c_str(), static_cast<mode_t>(mode)) == 0 || errno == EEXIST) return Status::Ok();
   return LastError("creating " + path);
+}
+
+void ReturnFreeMemory() {
+  ::malloc_trim(0);
 }
 
 }  // namespace modelfs

@@ -28,5 +28,7 @@ Status PwriteAll(int fd, const void* buf, size_t n, off_t off);
 Status OpenFile(const std::string& path, int flags, int mode, UniqueFd* out);
 // mkdir -p with mode for every directory it creates.
 Status MakeDirs(const std::string& path, int mode);
+// Gives free heap pages back to the system (glibc keeps them otherwise, so RSS stays at its peak).
+void ReturnFreeMemory();
 
 }  // namespace modelfs

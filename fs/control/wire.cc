@@ -252,6 +252,7 @@ json ToJson(const StatsResult& r) {
             {"redirects", s.hub.redirects}}},
           {"open_files", s.open_files},
           {"inodes", s.inodes},
+          {"trees_in_memory", s.trees_in_memory},
           {"uptime_seconds", s.uptime_seconds}};
 }
 

@@ -428,6 +428,28 @@ TEST_F(CoreControlTest, ListingCreatesNoInodesAndForgetFreesThem) {
   EXPECT_EQ(core_->stats().inodes, before);
   EXPECT_EQ(core_->getattr(twice.ino, &still).code(), Code::kNotFound);
 
+  // The repo's inode goes too: its tree leaves memory, and comes back from the index, without
+  // a request to the Hub while the branch is fresh, listing the same names and numbers.
+  const auto api_before = sim_->counters().value("api", 0);
+  const auto tree_before = sim_->counters().value("tree", 0);
+  EXPECT_EQ(core_->stats().trees_in_memory, 1u);
+  core_->forget(repo.ino, 1);
+  EXPECT_EQ(core_->stats().trees_in_memory, 0u);
+  Attr repo2;
+  ASSERT_TRUE(core_->lookup(org.ino, "many-files", &repo2).ok());
+  EXPECT_EQ(repo2.ino, repo.ino);
+  std::vector<DirEntry> again;
+  ASSERT_TRUE(core_->readdir(repo2.ino, &again).ok());
+  ASSERT_EQ(again.size(), top.size());
+  for (size_t i = 0; i < top.size(); ++i) {
+    EXPECT_EQ(again[i].name, top[i].name);
+    EXPECT_EQ(again[i].attr.ino, top[i].attr.ino);
+    EXPECT_EQ(again[i].attr.size, top[i].attr.size);
+  }
+  EXPECT_EQ(sim_->counters().value("api", 0), api_before);
+  EXPECT_EQ(sim_->counters().value("tree", 0), tree_before);
+  EXPECT_EQ(core_->stats().trees_in_memory, 1u);
+
   std::string value;
   EXPECT_EQ(core_->getxattr(repo.ino, "security.selinux", &value).code(), Code::kNotSupported);
   EXPECT_EQ(core_->getxattr(repo.ino, "system.posix_acl_access", &value).code(),
