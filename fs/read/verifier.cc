@@ -115,7 +115,14 @@ Status Verifier::consume(Cursor& c, const fetch::FileLocation& loc, const std::s
   backlog_bytes_ -= c.early_bytes;
   c.early.clear();
   c.early_bytes = 0;
+  // The cursor leaves the map only after its verdict is acted on: a cursor set up meanwhile
+  // would hash the same wrong chunks again and count a second mismatch.
+  const Status verdict = finish(c, loc, cid);
   forget_cursor(cid, &c);
+  return verdict;
+}
+
+Status Verifier::finish(Cursor& c, const fetch::FileLocation& loc, const std::string& cid) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned len = 0;
   if (!c.ok || EVP_DigestFinal_ex(c.ctx.get(), digest, &len) != 1) {

@@ -68,6 +68,9 @@ class Verifier {
   // Called with c.mu held (Cursor is opaque here, so the analysis cannot be told).
   Status consume(Cursor& c, const fetch::FileLocation& loc,
                  const std::string& cid) NO_THREAD_SAFETY_ANALYSIS;
+  // The verdict of a cursor that has hashed the whole file (c.mu held, as for consume).
+  Status finish(Cursor& c, const fetch::FileLocation& loc,
+                const std::string& cid) NO_THREAD_SAFETY_ANALYSIS;
 
   index::ChunkStore& store_;
   HotTier& hot_;
