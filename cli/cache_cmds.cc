@@ -9,6 +9,7 @@
 
 #include "cli/client.h"
 #include "cli/commands.h"
+#include "cli/format.h"
 #include "cli/settings.h"
 #include "cli/size.h"
 #include "fs/control/service.h"
@@ -233,19 +234,6 @@ int RunLs(const CacheArgs& a) {
   return 0;
 }
 
-std::string FormatCount(uint64_t n) {
-  char buf[32];
-  if (n >= 1000000000ull)
-    std::snprintf(buf, sizeof buf, "%.2fB", static_cast<double>(n) / 1e9);
-  else if (n >= 1000000ull)
-    std::snprintf(buf, sizeof buf, "%.2fM", static_cast<double>(n) / 1e6);
-  else if (n >= 1000ull)
-    std::snprintf(buf, sizeof buf, "%.1fK", static_cast<double>(n) / 1e3);
-  else
-    std::snprintf(buf, sizeof buf, "%llu", static_cast<unsigned long long>(n));
-  return buf;
-}
-
 int RunInfo(const CacheArgs& a) {
   if (int rc = CheckArgs(a, true)) return rc;
   json final;
@@ -265,19 +253,7 @@ int RunInfo(const CacheArgs& a) {
         f.value("cached_bytes", uint64_t{0}) == f.value("size", uint64_t{0}) ? "cached" : "");
     if (f.contains("model")) {
       const json& m = f["model"];
-      std::string dtypes;
-      for (const auto& d : m["dtypes"])
-        dtypes += (dtypes.empty() ? "" : ", ") + d.value("dtype", "") + " x" +
-                  std::to_string(d.value("tensors", 0));
-      std::printf(
-          "      %s: architecture %s, %s parameters, %llu tensors (%s)%s%s\n",
-          m.value("format", "").c_str(), m.value("architecture", "?").c_str(),
-          FormatCount(m.value("parameters", uint64_t{0})).c_str(),
-          static_cast<unsigned long long>(m.value("tensors", uint64_t{0})), dtypes.c_str(),
-          m.value("context_length", uint64_t{0})
-              ? (", context " + std::to_string(m.value("context_length", uint64_t{0}))).c_str()
-              : "",
-          m.value("file_type", "").empty() ? "" : (", " + m.value("file_type", "")).c_str());
+      std::printf("      %s\n", ModelSummary(m).c_str());
       std::string rt;
       for (const auto& x : m["runtimes"]) rt += (rt.empty() ? "" : ", ") + x.get<std::string>();
       std::printf("      loads in: %s (header read: %s)\n", rt.c_str(),

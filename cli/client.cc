@@ -5,8 +5,10 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
 
+#include "cli/config.h"
 #include "cli/settings.h"
 #include "cli/size.h"
 #include "cli/stack.h"
@@ -35,15 +37,60 @@ struct SigintGuard {
   ~SigintGuard() { sigaction(SIGINT, &old, nullptr); }
 };
 
-std::string SocketPath(const CommonArgs& a) {
-  if (!a.socket.empty()) return a.socket;
-  if (!a.mount.empty()) {
-    char buf[4096];
-    ssize_t n = getxattr(a.mount.c_str(), "user.modelfs.control_socket", buf, sizeof buf);
-    if (n > 0) return std::string(buf, static_cast<size_t>(n));
-    return "";
+std::string MountSocket(const std::string& mount) {
+  char buf[4096];
+  ssize_t n = getxattr(mount.c_str(), "user.modelfs.control_socket", buf, sizeof buf);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+}
+
+// The cache the user chose (--cache-dir or $MODELFS_CACHE_DIR), or "".
+std::string ChosenCacheDir(const CommonArgs& a) {
+  if (!a.cache_dir.empty()) return a.cache_dir;
+  return CacheDirFromEnv() ? DefaultCacheDir() : "";
+}
+
+// Where a command goes: a control socket that answered, or (fd invalid) the cache directly.
+struct Target {
+  UniqueFd fd;
+  std::string socket;   // the socket that answered
+  std::string how;      // why this one, for the line that names it
+  std::string missing;  // the machine's mount that was expected and did not answer
+};
+
+bool TryConnect(const std::string& socket, const std::string& how, Target* t,
+                std::string* error = nullptr) {
+  if (socket.empty()) return false;
+  Status s = ConnectUnix(socket, &t->fd);
+  if (!s.ok()) {
+    if (error) *error = s.message();
+    return false;
   }
-  return (a.cache_dir.empty() ? DefaultCacheDir() : a.cache_dir) + "/control.sock";
+  t->socket = socket;
+  t->how = how;
+  return true;
+}
+
+// With no --socket, --mount or chosen cache: the machine's mount (the config's control_socket,
+// or its mountpoint's xattr), then RunDir()/control.sock, then the mount of the user's cache.
+void FindMachineMount(const std::string& cache_dir, Target* t) {
+  const std::string conf_path = SystemConfigPath();
+  ConfigMap conf;
+  std::string ignored;
+  if (access(conf_path.c_str(), R_OK) == 0 && ReadConfigFile(conf_path, &conf, &ignored)) {
+    if (auto it = conf.find("control_socket"); it != conf.end() && !it->second.empty()) {
+      if (TryConnect(it->second, "control_socket in " + conf_path, t)) return;
+      t->missing = it->second + " (control_socket in " + conf_path + ")";
+    }
+    if (auto it = conf.find("mountpoint"); it != conf.end() && !it->second.empty()) {
+      if (TryConnect(MountSocket(it->second), "mountpoint " + it->second + " in " + conf_path, t))
+        return;
+      if (t->missing.empty()) t->missing = it->second + " (mountpoint in " + conf_path + ")";
+    }
+  }
+  const std::string run = RunDir() + "/control.sock";
+  if (TryConnect(run, "the machine's mount", t)) return;
+  if (TryConnect(cache_dir + "/control.sock", "the mount of your cache " + cache_dir, t)) return;
+  if (t->missing.empty() && access(run.c_str(), F_OK) == 0) t->missing = run;
 }
 
 int RunRemote(UniqueFd fd, const json& request, const EventFn& on_event, json* final) {
@@ -130,7 +177,9 @@ bool Interrupted() {
 
 void AddCommonOptions(CLI::App* cmd, CommonArgs* a) {
   cmd->add_option("--cache-dir", a->cache_dir,
-                  "Cache directory (default $MODELFS_CACHE_DIR or ~/.cache/modelfs)");
+                  "This cache, through its mount or directly (default $MODELFS_CACHE_DIR; with "
+                  "no flags: the machine's mount, from /etc/modelfs/modelfs.conf or "
+                  "/run/modelfs/control.sock, else ~/.cache/modelfs)");
   cmd->add_option("--mount", a->mount, "Talk to the modelfs mounted here");
   cmd->add_option("--socket", a->socket, "Control socket of a running mount");
   cmd->add_flag("--json", a->json, "Machine-readable output (JSON; events as JSON lines)");
@@ -146,13 +195,60 @@ void AddCommonOptions(CLI::App* cmd, CommonArgs* a) {
 int RunRequest(const CommonArgs& args, const json& request, const EventFn& on_event, json* final) {
   SigintGuard guard;
   g_interrupted = 0;
-  UniqueFd fd;
-  if (ConnectUnix(SocketPath(args), &fd).ok())
-    return RunRemote(std::move(fd), request, on_event, final);
-  if (!args.socket.empty() || !args.mount.empty()) {
-    std::fprintf(stderr, "modelfs: no modelfs mount answers at %s\n",
-                 (args.socket.empty() ? args.mount : args.socket).c_str());
-    return kExitNotFound;
+  Target t;
+  std::string error;
+  const std::string chosen = ChosenCacheDir(args);
+  const std::string cache_dir = chosen.empty() ? DefaultCacheDir() : chosen;
+  if (!args.socket.empty()) {
+    if (!TryConnect(args.socket, "--socket", &t, &error)) {
+      std::fprintf(stderr, "modelfs: no modelfs mount answers at %s (%s)\n", args.socket.c_str(),
+                   error.c_str());
+      return kExitNotFound;
+    }
+  } else if (!args.mount.empty()) {
+    const std::string socket = MountSocket(args.mount);
+    if (socket.empty() && (errno == EACCES || errno == EPERM)) {
+      std::fprintf(stderr,
+                   "modelfs: you cannot use the mount at %s: it was mounted by another user "
+                   "without --allow-other\n",
+                   args.mount.c_str());
+      return kExitNoAccess;
+    }
+    if (socket.empty()) {
+      std::fprintf(stderr,
+                   "modelfs: %s is not a running modelfs mount (its root names no control "
+                   "socket); mount one with: modelfs mount %s\n",
+                   args.mount.c_str(), args.mount.c_str());
+      return kExitNotFound;
+    }
+    if (!TryConnect(socket, "--mount " + args.mount, &t, &error)) {
+      std::fprintf(stderr,
+                   "modelfs: no modelfs mount answers at %s: its control socket %s cannot be "
+                   "reached (%s)\n",
+                   args.mount.c_str(), socket.c_str(), error.c_str());
+      return kExitNotFound;
+    }
+  } else if (!chosen.empty()) {
+    TryConnect(chosen + "/control.sock", "the mount of cache " + chosen, &t);
+  } else {
+    FindMachineMount(cache_dir, &t);
+  }
+  if (t.fd.valid()) {
+    // One line naming the mount, on stderr so that --json output stays JSON.
+    std::fprintf(stderr, "modelfs: using the mount at %s (%s)\n", t.socket.c_str(), t.how.c_str());
+    return RunRemote(std::move(t.fd), request, on_event, final);
+  }
+  if (!t.missing.empty()) {
+    std::fprintf(stderr,
+                 "modelfs: no modelfs mount is running: nothing answers at %s; start it with "
+                 "`systemctl start modelfs` (or `modelfs mount MOUNTPOINT`). Using the cache %s "
+                 "directly\n",
+                 t.missing.c_str(), cache_dir.c_str());
+  } else {
+    std::fprintf(stderr,
+                 "modelfs: no modelfs mount is running; using the cache %s directly (to share "
+                 "it with a mount, run `modelfs mount MOUNTPOINT`)\n",
+                 cache_dir.c_str());
   }
   return RunDirect(args, request, on_event, final);
 }

@@ -1,6 +1,8 @@
 // How a CLI command reaches the cache: through a running mount's control socket when one
 // answers, else directly on the cache directory (taking its lock, so two owners never write
-// one cache at once).
+// one cache at once). With no --socket, --mount or cache dir the machine's mount is looked for
+// first: the control_socket (or mountpoint) of SystemConfigPath(), then RunDir()/control.sock,
+// then the user's own cache. The choice is named in one line on stderr.
 #pragma once
 
 #include <CLI/CLI.hpp>

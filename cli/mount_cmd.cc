@@ -22,6 +22,7 @@
 #include "cli/settings.h"
 #include "cli/size.h"
 #include "cli/stack.h"
+#include "fs/base/socket.h"
 #include "fs/base/version.h"
 #include "fs/control/control.h"
 #include "fs/control/metrics.h"
@@ -364,6 +365,63 @@ int ExitFor(Code code) {
   }
 }
 
+// Where the control socket goes when --control-socket does not say. A mount only its owner can
+// use keeps it in the private cache dir. A mount for other users (--allow-other) needs one they
+// can reach: RunDir()/control.sock (made 0755) when root, or when that folder is already this
+// user's (the service's RuntimeDirectory); else the cache dir becomes 0711 (searchable, not
+// listable: its files stay 0600) so the socket inside can be reached. A RunDir() socket where
+// another mount answers is left to it.
+std::string DefaultControlSocket(const std::string& cache_dir, bool allow_other) {
+  std::string in_cache = cache_dir + "/control.sock";
+  if (!allow_other) return in_cache;
+  const std::string run = RunDir();
+  std::error_code ec;
+  if (geteuid() == 0 && !std::filesystem::exists(run, ec)) {
+    const mode_t old = ::umask(022);  // every folder made here is 0755: users walk to the socket
+    std::filesystem::create_directories(run, ec);
+    ::umask(old);
+  }
+  struct stat st {};
+  const bool usable = ::stat(run.c_str(), &st) == 0 && S_ISDIR(st.st_mode) &&
+                      (geteuid() == 0 || st.st_uid == geteuid()) && access(run.c_str(), W_OK) == 0;
+  if (usable) {
+    UniqueFd probe;
+    if (!ConnectUnix(run + "/control.sock", &probe).ok()) return run + "/control.sock";
+    spdlog::warn("another mount answers at {}/control.sock; this one's socket is {}", run,
+                 in_cache);
+  }
+  ::chmod(cache_dir.c_str(), 0711);
+  return in_cache;
+}
+
+// <cache-dir>/control.sock as a symlink to a socket kept elsewhere, so that `--cache-dir DIR`
+// (and a user's default cache) finds the mount of DIR. Removed when the mount ends.
+class CacheSocketLink {
+ public:
+  CacheSocketLink(const std::string& cache_dir, const std::string& socket)
+      : link_(cache_dir + "/control.sock") {
+    std::error_code ec;
+    if (std::filesystem::equivalent(std::filesystem::path(socket).parent_path(), cache_dir, ec) &&
+        std::filesystem::path(socket).filename() == "control.sock")
+      return;
+    ::unlink(link_.c_str());  // the cache lock is ours: what is there is stale
+    if (::symlink(socket.c_str(), link_.c_str()) == 0) {
+      made_ = true;
+    } else {
+      spdlog::warn("cannot link {} to the control socket {}", link_, socket);
+    }
+  }
+  ~CacheSocketLink() {
+    if (made_) ::unlink(link_.c_str());
+  }
+  CacheSocketLink(const CacheSocketLink&) = delete;
+  CacheSocketLink& operator=(const CacheSocketLink&) = delete;
+
+ private:
+  std::string link_;
+  bool made_ = false;
+};
+
 int RunMount(const MountArgs& a) {
   // Everything that can be checked without side effects is checked before forking.
   std::error_code ec;
@@ -470,7 +528,7 @@ int RunMount(const MountArgs& a) {
   so.core.offline = offline;
   so.core.strict_verify = a.strict_verify;
   so.core.control_socket =
-      a.control_socket.empty() ? cache_dir + "/control.sock" : a.control_socket;
+      a.control_socket.empty() ? DefaultControlSocket(cache_dir, a.allow_other) : a.control_socket;
   const std::string control_socket = so.core.control_socket;
   std::unique_ptr<Stack> stack;
   if (Status s = Stack::Open(std::move(so), &stack); !s.ok()) {
@@ -490,6 +548,7 @@ int RunMount(const MountArgs& a) {
   fs::ControlServer control(stack->service(), control_socket,
                             {static_cast<uint32_t>(getuid()), a.admin_group, a.allow_other});
   if (Status s = control.start(); !s.ok()) return Fail(ready, kExitError, s.message());
+  CacheSocketLink cache_link(cache_dir, control_socket);
   std::unique_ptr<fs::MetricsServer> metrics;
   if (!a.metrics.empty()) {
     metrics = std::make_unique<fs::MetricsServer>(core);
@@ -581,7 +640,8 @@ Runner AddMountCommand(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--debug-fuse", a->debug_fuse, "Print every FUSE request (implies -f)");
   cmd->add_option("--control-socket", a->control_socket,
-                  "Unix socket for the modelfs CLI (default <cache-dir>/control.sock)");
+                  "Unix socket for the modelfs CLI (default <cache-dir>/control.sock; with "
+                  "--allow-other /run/modelfs/control.sock when root)");
   cmd->add_option("--config", a->config,
                   "Config file of key = value lines (see packaging/modelfs.conf); flags win");
   cmd->add_option("--metrics", a->metrics,

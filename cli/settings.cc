@@ -43,6 +43,21 @@ std::string DefaultCacheDir() {
   return dir.empty() ? Home() + "/.cache/modelfs" : dir;
 }
 
+bool CacheDirFromEnv() {
+  return !Env("MODELFS_CACHE_DIR").empty();
+}
+
+std::string SystemConfigPath() {
+  std::string p = Env("MODELFS_CONFIG");
+  return p.empty() ? "/etc/modelfs/modelfs.conf" : p;
+}
+
+std::string RunDir() {
+  std::string d = Env("MODELFS_RUN_DIR");
+  while (d.size() > 1 && d.back() == '/') d.pop_back();
+  return d.empty() ? "/run/modelfs" : d;
+}
+
 std::string DefaultEndpoint() {
   std::string e = Env("HF_ENDPOINT");
   if (e.empty()) e = "https://huggingface.co";

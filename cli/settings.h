@@ -18,8 +18,13 @@ enum Exit : int {
 };
 
 std::string DefaultCacheDir();  // $MODELFS_CACHE_DIR, else ~/.cache/modelfs
-std::string DefaultEndpoint();  // $HF_ENDPOINT without trailing '/', else https://huggingface.co
-bool EnvOffline();              // HF_HUB_OFFLINE set to 1/true/yes/on
+bool CacheDirFromEnv();         // $MODELFS_CACHE_DIR is set: the user chose a cache
+// Where the machine's mount is looked for by the CLI (and, for RunDir, where a root
+// --allow-other mount puts its socket). Tests point them elsewhere.
+std::string SystemConfigPath();  // $MODELFS_CONFIG, else /etc/modelfs/modelfs.conf
+std::string RunDir();            // $MODELFS_RUN_DIR, else /run/modelfs
+std::string DefaultEndpoint();   // $HF_ENDPOINT without trailing '/', else https://huggingface.co
+bool EnvOffline();               // HF_HUB_OFFLINE set to 1/true/yes/on
 
 struct Token {
   std::string value;   // never logged

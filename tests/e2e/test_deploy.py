@@ -28,6 +28,7 @@ import ctypes
 import os
 import pwd
 import grp
+import json
 import re
 import resource
 import shlex
@@ -573,6 +574,18 @@ class Deploy(unittest.TestCase):
             self.assertEqual(r.returncode, 0, (args, r.stdout, r.stderr))
         log(f"{u}: gc and pin exit 4, stats 0; root: pin and gc exit 0")
 
+    def assert_found_without_flags(self, config, how):
+        """A user's `modelfs stats` with no flags reaches the machine's mount. The machine's
+        config and run dir are the test's (MODELFS_CONFIG, MODELFS_RUN_DIR), not /etc and /run."""
+        env = ["env", f"MODELFS_CONFIG={config}", f"MODELFS_RUN_DIR={os.path.dirname(self.sock)}",
+               f"HOME={self.root}/nohome"]
+        r = subprocess.run(users_run(USERS[0], [*env, BIN, "stats", "--json"]),
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["cache"]["dir"], self.cache, "the machine's cache")
+        self.assertIn(f"modelfs: using the mount at {self.sock} ({how})", r.stderr)
+        log(f"{USERS[0]}: modelfs stats -> {r.stderr.strip()}")
+
     def hold_open(self, user, path):
         p = subprocess.Popen(users_run(user, ["bash", "-c", 'exec 3<"$1"; read -r -n 1 -u 3 x; '
                                               'echo open; sleep 60', "_", path]),
@@ -612,6 +625,8 @@ class Deploy(unittest.TestCase):
         r = subprocess.run(users_run(USERS[0], ["cat", priv]), capture_output=True, timeout=30)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assert_admin_rules()
+        conf = os.path.join(self.root, "modelfs.conf")
+        self.assert_found_without_flags(conf, f"control_socket in {conf}")
         # Under systemd (JOURNAL_STREAM) modelfs logs "<N>message": journald adds the time.
         lines = [l for l in svc.journal_text().splitlines() if l.strip()]
         main_lines = [l for l in lines if "modelfs-service-helper" not in l]
@@ -735,6 +750,7 @@ class Deploy(unittest.TestCase):
         self.assert_private_state()
         self.assert_two_users_read_once()
         self.assert_admin_rules()
+        self.assert_found_without_flags("/nonexistent/modelfs.conf", "the machine's mount")
         # A job still reading a model keeps the mount: umount refuses, as for any filesystem.
         holder = self.hold_open(USERS[0], self.model()[0])
         r = subprocess.run(["umount", self.mnt], capture_output=True, text=True, timeout=30)
