@@ -442,9 +442,9 @@ TEST_F(FakeReaderTest, ARandomReaderFetchesOnlyWhatItTouches) {
   wait_idle();
   // Each read may bring its own 4 KiB and its 256 KiB chunk for the cache: nothing else.
   EXPECT_LE(up_->bytes(), static_cast<uint64_t>(reads) * (256 * 1024 + 4096));
-  // Each read's chunk fill runs behind it; on a loaded machine (or under TSan) the fills lag and
-  // a few overlap. A readahead storm would be dozens.
-  EXPECT_LE(up_->peak(), 8);
+  // At most two requests per read (its own 4 KiB, its chunk's fill): no readahead request. How
+  // many of the fills overlap depends on the machine's load, so that is not what is counted.
+  EXPECT_LE(up_->requests(), static_cast<uint64_t>(2 * reads));
   EXPECT_GT(reader_->stats().direct_reads, 0u);
 }
 
