@@ -7,7 +7,6 @@
 #include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
-#include <sys/uio.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -78,18 +77,8 @@ int MakeDirsErrno(const std::string& path) {
 
 }  // namespace
 
-ssize_t chunk_store_internal::PreadAll(int fd, void* buf, size_t n, off_t off, bool* from_disk) {
+ssize_t chunk_store_internal::PreadAll(int fd, void* buf, size_t n, off_t off) {
   size_t done = 0;
-  if (from_disk) {
-    // What the page cache has, without waiting for the disk: the rest means the reader waited.
-    iovec iov{buf, n};
-    ssize_t r;
-    do {
-      r = ::preadv2(fd, &iov, 1, off, RWF_NOWAIT);
-    } while (r < 0 && errno == EINTR);
-    if (r > 0) done = static_cast<size_t>(r);
-    *from_disk = done < n;
-  }
   while (done < n) {
     ssize_t r =
         ::pread(fd, static_cast<char*>(buf) + done, n - done, off + static_cast<off_t>(done));
@@ -190,8 +179,7 @@ void ChunkStore::Impl::forget_open(const Key& key) const {
 }
 
 FileResult ChunkStore::Impl::read_file(const Key& key, uint64_t gen, uint32_t size, uint32_t offset,
-                                       uint32_t length, char* dst, std::string* why,
-                                       bool* from_disk) const {
+                                       uint32_t length, char* dst, std::string* why) const {
   std::shared_ptr<const OpenChunk> oc;
   if (FileResult r = open_chunk(key, gen, size, &oc, why); r != FileResult::kOk) return r;
   const OpenChunk& h = *oc;
@@ -211,7 +199,7 @@ FileResult ChunkStore::Impl::read_file(const Key& key, uint64_t gen, uint32_t si
     bounce = std::make_unique_for_overwrite<char[]>(n);
     buf = bounce.get();
   }
-  const ssize_t got = PreadAll(fd, buf, n, static_cast<off_t>(kHeaderSize + start), from_disk);
+  const ssize_t got = PreadAll(fd, buf, n, static_cast<off_t>(kHeaderSize + start));
   if (got < 0) {
     *why = std::system_category().message(errno);
     return FileResult::kIo;
@@ -376,7 +364,7 @@ Status ChunkStore::Impl::put(std::string_view id, uint32_t idx, std::string_view
 }
 
 Status ChunkStore::Impl::read(std::string_view id, uint32_t idx, uint32_t offset, uint32_t length,
-                              char* dst, bool* from_disk) {
+                              char* dst) {
   if (!ValidContentId(id)) return InvalidId(id);
   const Key key{std::string(id), idx};
   uint32_t size = 0;
@@ -408,7 +396,7 @@ Status ChunkStore::Impl::read(std::string_view id, uint32_t idx, uint32_t offset
 
   if (opt.on_read_leased) opt.on_read_leased(id, idx);
   std::string why;
-  const FileResult r = read_file(key, gen, size, offset, length, dst, &why, from_disk);
+  const FileResult r = read_file(key, gen, size, offset, length, dst, &why);
   {
     std::lock_guard lock(mu);
     auto it = entries.find(key);
@@ -493,8 +481,8 @@ Status ChunkStore::put(std::string_view content_id, uint32_t index, std::string_
 }
 
 Status ChunkStore::read(std::string_view content_id, uint32_t index, uint32_t offset,
-                        uint32_t length, char* dst, bool* from_disk) {
-  return impl_->read(content_id, index, offset, length, dst, from_disk);
+                        uint32_t length, char* dst) {
+  return impl_->read(content_id, index, offset, length, dst);
 }
 
 Status ChunkStore::content_sha256(std::string_view content_id, uint64_t size, std::string* hex) {

@@ -88,10 +88,9 @@ class ChunkStore {
   Status put(std::string_view content_id, uint32_t index, std::string_view data);
 
   // Copies [offset, offset + length) of the chunk to dst after verifying the blocks it spans.
-  // kNotFound if absent; kCorrupt if a checksum fails (the chunk is then dropped). from_disk,
-  // if given, says whether the bytes were not all in the page cache (the caller waited on disk).
+  // kNotFound if absent; kCorrupt if a checksum fails (the chunk is then dropped).
   Status read(std::string_view content_id, uint32_t index, uint32_t offset, uint32_t length,
-              char* dst, bool* from_disk = nullptr);
+              char* dst);
 
   // sha256 (hex) of the concatenated chunks 0..n-1 where n covers `size` bytes; kNotFound if
   // any chunk is missing, kCorrupt if one fails its checksum.

@@ -92,8 +92,7 @@ struct OpenChunk {
 };
 
 // Reads up to n bytes at off; returns the bytes read (short at end of file) or -1 (errno set).
-// from_disk: try the page cache first (RWF_NOWAIT) and say whether the disk had to be read.
-ssize_t PreadAll(int fd, void* buf, size_t n, off_t off, bool* from_disk = nullptr);
+ssize_t PreadAll(int fd, void* buf, size_t n, off_t off);
 
 }  // namespace chunk_store_internal
 
@@ -187,11 +186,9 @@ struct ChunkStore::Impl {
                         std::shared_ptr<const OpenChunk>* out, std::string* why) const;
   void forget_open(const Key& key) const;
   FileResult read_file(const Key& key, uint64_t gen, uint32_t size, uint32_t offset,
-                       uint32_t length, char* dst, std::string* why,
-                       bool* from_disk = nullptr) const;
+                       uint32_t length, char* dst, std::string* why) const;
   Status put(std::string_view id, uint32_t idx, std::string_view data);
-  Status read(std::string_view id, uint32_t idx, uint32_t offset, uint32_t length, char* dst,
-              bool* from_disk = nullptr);
+  Status read(std::string_view id, uint32_t idx, uint32_t offset, uint32_t length, char* dst);
 };
 
 }  // namespace modelfs::index

@@ -80,14 +80,10 @@ Status Reader::read_chunk(OpenFile& f, uint32_t index, uint32_t offset, uint32_t
       return Status::Ok();
     }
     auto buf = buffers_.get();  // kept alive by the reply that points into it
-    bool from_disk = false;
-    Status s = store_.read(f.content_id, index, offset, length, buf.get(), &from_disk);
+    Status s = store_.read(f.content_id, index, offset, length, buf.get());
     if (s.ok()) {
       out->add(buf, buf.get(), length);
       n_.bytes_from_cache += length;
-      // A reader that waits on the disk needs a longer window of cached chunks read ahead
-      // (will_need) just as one that waits on the network does.
-      if (from_disk) *waited = true;
       return Status::Ok();
     }
     if (s.code() == Code::kCorrupt) {

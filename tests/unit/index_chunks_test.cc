@@ -1,12 +1,9 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <linux/magic.h>
 #include <openssl/sha.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -216,44 +213,6 @@ TEST_F(ChunksTest, FileLayoutAndPermissions) {
   EXPECT_EQ(all.substr(kHeader), Bytes(id, 7, 1000));
   EXPECT_EQ(all.substr(0, 7), "MFSCHNK");
   EXPECT_EQ(CountTempFiles(), 0);
-}
-
-// A read says whether it had to wait for the disk: the reader grows its window of cached chunks
-// read ahead on that, as on a network wait.
-TEST_F(ChunksTest, ReadSaysWhetherItWaitedOnTheDisk) {
-  Open();
-  const std::string id = Id(5, 64);
-  ASSERT_TRUE(store_->put(id, 0, Bytes(id, 0, 256 * 1024)).ok());
-  {
-    // Pages still being written back stay cached: drop them until a no-wait read finds none.
-    const int fd = ::open(ChunkPath(id, 0).c_str(), O_RDONLY | O_CLOEXEC);
-    ASSERT_GE(fd, 0);
-    struct statfs sfs {};
-    ASSERT_EQ(::fstatfs(fd, &sfs), 0);
-    if (sfs.f_type == TMPFS_MAGIC) {
-      ::close(fd);
-      GTEST_SKIP() << "TMPDIR is on tmpfs: there is no disk to wait on";
-    }
-    bool dropped = false;
-    char probe[4096];
-    for (int i = 0; i < 200 && !dropped; ++i) {
-      ASSERT_EQ(::fdatasync(fd), 0);
-      ASSERT_EQ(::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
-      iovec iov{probe, sizeof probe};
-      dropped = ::preadv2(fd, &iov, 1, kHeader + 64 * 1024, RWF_NOWAIT) < 0 && errno == EAGAIN;
-      if (!dropped) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    ::close(fd);
-    ASSERT_TRUE(dropped) << "the kernel kept the chunk's pages cached for 2 s after fdatasync";
-  }
-  std::string out(64 * 1024, '\0');
-  bool from_disk = false;
-  ASSERT_TRUE(store_->read(id, 0, 64 * 1024, 64 * 1024, out.data(), &from_disk).ok());
-  EXPECT_EQ(out, Bytes(id, 0, 256 * 1024).substr(64 * 1024, 64 * 1024));
-  EXPECT_TRUE(from_disk) << "the pages were dropped: the read must have gone to the disk";
-  ASSERT_TRUE(store_->read(id, 0, 64 * 1024, 64 * 1024, out.data(), &from_disk).ok());
-  EXPECT_FALSE(from_disk) << "the same bytes again come from the page cache";
-  EXPECT_EQ(out, Bytes(id, 0, 256 * 1024).substr(64 * 1024, 64 * 1024));
 }
 
 TEST_F(ChunksTest, PutTwiceChangesNothing) {
