@@ -1715,6 +1715,7 @@ class Bench:
     # ---------------------------------------------------------------- main
     def main(self):
         t0 = time.monotonic()
+        steal0 = cpu_steal()
         meta = self.R.meta
         meta.update({"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host_cpus": os.cpu_count(),
                      "mode": "quick" if self.args.quick else "full", "runs": self.runs,
@@ -1778,7 +1779,19 @@ class Bench:
                                    for p in self.profiles}
         meta["bench_seconds"] = time.monotonic() - t0
         meta["loadavg_end"] = os.getloadavg()
+        # On a VM the host may take CPU time from it: every figure of a run with a large share
+        # stolen is slower, peers included.
+        steal1 = cpu_steal()
+        meta["cpu_steal_pct"] = round(100 * (steal1[0] - steal0[0]) /
+                                      max(1, steal1[1] - steal0[1]), 1)
         return self.R
+
+
+def cpu_steal():
+    """(steal, total) jiffies of all CPUs so far, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return v[7] if len(v) > 7 else 0, sum(v)
 
 
 # ------------------------------------------------------------------------------------ report
@@ -1792,7 +1805,8 @@ def to_markdown(R):
     out = [f"# modelfs benchmark ({m['mode']}, {m['date']})", ""]
     out.append(f"Median of {m['runs']} runs per figure (fewer where a row says `n=`). "
                f"{m['host_cpus']} CPUs, kernel {m['kernel']}, load average at start "
-               f"{m['loadavg_start'][0]:.2f}, at the end {m['loadavg_end'][0]:.2f}. Big file "
+               f"{m['loadavg_start'][0]:.2f}, at the end {m['loadavg_end'][0]:.2f}, CPU time "
+               f"stolen by the host {m.get('cpu_steal_pct', 0)}%. Big file "
                f"{m['big_file_bytes'] / GIB:g} GiB. modelfs source {m.get('source')}. Upstream: "
                f"hubsim behind {m['nginx']} (sendfile on, blobs on "
                f"{'tmpfs' if m.get('upstream_on_tmpfs') else 'disk'}). Harness time "
