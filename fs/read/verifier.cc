@@ -117,7 +117,7 @@ Status Verifier::consume(Cursor& c, const fetch::FileLocation& loc, const std::s
   c.early_bytes = 0;
   // The cursor leaves the map only after its verdict is acted on: a cursor set up meanwhile
   // would hash the same wrong chunks again and count a second mismatch.
-  const Status verdict = finish(c, loc, cid);
+  Status verdict = finish(c, loc, cid);
   forget_cursor(cid, &c);
   return verdict;
 }
