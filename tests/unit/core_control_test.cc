@@ -248,6 +248,108 @@ class CoreControlTest : public ::testing::Test {
 
 HubSim* CoreControlTest::sim_ = nullptr;
 
+// The namespace the Core presents at the mount root (fs/core.cc): the root (inode 1) holds the
+// orgs, an org its repos, and below that the repo's files, read byte-exact from the hub
+// simulator. Names starting with '.' are never orgs (".hub" stays free for another view), and
+// "models" is an org like any other. The root alone names the control socket.
+// (Same fixture as the control tests: a Core over a fresh cache and the simulator.)
+class CoreNamespaceTest : public CoreControlTest {
+ protected:
+  std::vector<std::string> names(uint64_t ino) {
+    std::vector<DirEntry> entries;
+    Status st = core_->readdir(ino, &entries);
+    EXPECT_TRUE(st.ok()) << st.to_string();
+    std::vector<std::string> out;
+    for (const auto& e : entries) out.push_back(e.name);
+    return out;
+  }
+
+  int64_t api_calls() const {
+    const auto c = sim_->counters();
+    return c.contains("api") ? c["api"].get<int64_t>() : 0;
+  }
+};
+
+constexpr char kOrg[] = "modelfs-test";
+constexpr char kTinyName[] = "tiny-safetensors";
+
+TEST_F(CoreNamespaceTest, RootHoldsTheOrgsAndFilesAreBelowThem) {
+  Attr root;
+  ASSERT_TRUE(core_->getattr(kRootIno, &root).ok());
+  EXPECT_EQ(root.ino, 1u);
+  EXPECT_TRUE(root.is_dir);
+  EXPECT_TRUE(names(kRootIno).empty()) << "a fresh cache knows no org";
+
+  Attr org, repo, file;
+  ASSERT_TRUE(core_->lookup(kRootIno, kOrg, &org).ok());
+  EXPECT_TRUE(org.is_dir);
+  EXPECT_NE(org.ino, kRootIno);
+  Status st = core_->lookup(org.ino, kTinyName, &repo);
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  EXPECT_TRUE(repo.is_dir);
+  st = core_->lookup(repo.ino, "model.safetensors", &file);
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  const std::string want =
+      HubSim::ReadFile(sim_->local_path(kTiny, sim_->branch_commit(kTiny), "model.safetensors"));
+  ASSERT_FALSE(want.empty());
+  EXPECT_EQ(file.size, want.size());
+
+  uint64_t handle = 0;
+  ASSERT_TRUE(core_->open(file.ino, &handle).ok());
+  std::string got;
+  st = core_->read(handle, 0, want.size() + 4096, &got);
+  core_->release(handle);
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  EXPECT_TRUE(got == want) << "bytes differ from the fixture";
+
+  std::vector<DirEntry> entries;
+  ASSERT_TRUE(core_->readdir(kRootIno, &entries).ok());
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].name, kOrg);
+  EXPECT_EQ(entries[0].attr.ino, org.ino);
+  EXPECT_TRUE(entries[0].attr.is_dir);
+  EXPECT_EQ(names(org.ino), std::vector<std::string>{kTinyName});
+}
+
+TEST_F(CoreNamespaceTest, ModelsIsAnOrdinaryOrg) {
+  Attr models, repo;
+  ASSERT_TRUE(core_->lookup(kRootIno, "models", &models).ok());
+  EXPECT_TRUE(models.is_dir);
+  EXPECT_TRUE(names(models.ino).empty());
+  // The old layout's MOUNT/models/<org>/<name> is now the repo "models/<org>": not on the Hub.
+  Status st = core_->lookup(models.ino, kOrg, &repo);
+  EXPECT_TRUE(st.not_found()) << st.to_string();
+  EXPECT_EQ(names(kRootIno), std::vector<std::string>{}) << "nothing became known";
+}
+
+TEST_F(CoreNamespaceTest, NamesWithADotAreNotOrgsAndNeverReachTheHub) {
+  for (const char* name : {".hub", ".git", ".Trash", ".Trash-1000", ".", "..", "autorun.inf"}) {
+    Attr a;
+    Status st = core_->lookup(kRootIno, name, &a);
+    // not_found is what the FUSE adapter answers with a cached negative entry.
+    EXPECT_EQ(st.code(), Code::kNotFound) << name << ": " << st.to_string();
+  }
+  EXPECT_EQ(api_calls(), 0);
+  EXPECT_TRUE(names(kRootIno).empty());
+}
+
+TEST_F(CoreNamespaceTest, OnlyTheRootNamesTheControlSocket) {
+  const std::string key = "user.modelfs.control_socket";
+  std::vector<std::string> xattrs;
+  ASSERT_TRUE(core_->listxattr(kRootIno, &xattrs).ok());
+  EXPECT_EQ(xattrs, std::vector<std::string>{key});
+  std::string value;
+  Status st = core_->getxattr(kRootIno, key, &value);
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  EXPECT_EQ(value, (dir_ / "control.sock").string());
+
+  Attr org;
+  ASSERT_TRUE(core_->lookup(kRootIno, kOrg, &org).ok());
+  ASSERT_TRUE(core_->listxattr(org.ino, &xattrs).ok());
+  EXPECT_TRUE(xattrs.empty());
+  EXPECT_EQ(core_->getxattr(org.ino, key, &value).code(), Code::kNoData);
+}
+
 // Four clients send random admin and read-only requests at once while two threads read the
 // same files through the Core and one sends malformed lines. Every reply is checked for shape
 // and for the outcome the request must have; reads must return the right bytes.
