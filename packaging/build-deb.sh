@@ -40,6 +40,9 @@ cmake --build "$out"
 stage=$out/stage
 rm -rf "$stage"
 DESTDIR=$stage cmake --install "$out" --prefix /usr --strip
+# cmake --install put the man page in /usr/share/man/man1 and the bash completion in
+# /usr/share/bash-completion/completions; Debian keeps man pages compressed (gzip -9n).
+gzip -9nf "$stage/usr/share/man/man1/modelfs.1"
 # Packaging files, where Debian 12 keeps them. mount(8) runs /sbin/mount.fuse.<subtype>;
 # /sbin is /usr/sbin on Debian 12 (merged /usr). Units of Debian 12 packages are in /lib.
 install -D -m 0644 "$pkg/modelfs.service" "$stage/lib/systemd/system/modelfs.service"
@@ -88,9 +91,9 @@ Description: Hugging Face Hub repos as lazy local files (FUSE)
  are fetched as they are read, and kept in a persistent, size-bounded chunk
  cache shared by every user of the machine.
  .
- The package has the modelfs command, a systemd unit (modelfs.service) that
- mounts /mnt/models as the modelfs system user, and a mount helper for
- /etc/fstab lines of type fuse.modelfs.
+ The package has the modelfs command with its man page and bash completion,
+ a systemd unit (modelfs.service) that mounts /mnt/models as the modelfs
+ system user, and a mount helper for /etc/fstab lines of type fuse.modelfs.
 EOF
 echo /etc/modelfs/modelfs.conf >"$stage/DEBIAN/conffiles"
 install -m 0755 "$pkg/debian/postinst" "$pkg/debian/prerm" "$pkg/debian/postrm" "$stage/DEBIAN/"

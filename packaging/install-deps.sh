@@ -19,7 +19,9 @@ fi
 if [ "${1:-}" = "--test" ]; then
   test_mode=1
   # clang plus its libFuzzer/sanitizer runtime (only recommended by clang-14): tests/fuzz/run.sh
-  want+=(python3 git attr tmux curl ca-certificates clang libclang-rt-14-dev clang-format clang-tidy)
+  # groff-base and man-db: tests/e2e/test_manpage.py renders the man page with groff and man.
+  want+=(python3 git attr tmux curl ca-certificates clang libclang-rt-14-dev clang-format clang-tidy
+         groff-base man-db)
   command -v node >/dev/null || want+=(nodejs npm)
 fi
 

@@ -73,6 +73,7 @@ expected_file() {
   case $1 in
     /usr/bin/modelfs|/usr/sbin/mount.fuse.modelfs|/usr/libexec/modelfs/modelfs-service-helper) ;;
     /lib/systemd/system/modelfs.service|/etc/modelfs/modelfs.conf) ;;
+    /usr/share/man/man1/modelfs.1.gz|/usr/share/bash-completion/completions/modelfs) ;;
     /usr/share/doc/modelfs/*) ;;
     *) return 1 ;;
   esac
@@ -85,9 +86,17 @@ all_expected() {
   done < <(in_root dpkg -L modelfs)
   return $bad
 }
-check "every file is in a Debian place (/usr/bin, /usr/sbin, /usr/libexec/modelfs, /lib/systemd/system, /etc/modelfs, /usr/share/doc/modelfs)" all_expected
+check "every file is in a Debian place (/usr/bin, /usr/sbin, /usr/libexec/modelfs, /lib/systemd/system, /etc/modelfs, /usr/share/doc/modelfs, /usr/share/man/man1, /usr/share/bash-completion/completions)" all_expected
 check "nothing in /usr/local, /opt or /mnt" bash -c "! chroot '$root' dpkg -L modelfs | grep -Eq '^/(usr/local|opt|mnt)(/|$)'"
 check "doc: copyright and changelog.gz" test -f "$root/usr/share/doc/modelfs/copyright" -a -f "$root/usr/share/doc/modelfs/changelog.gz"
+check "man page: /usr/share/man/man1/modelfs.1.gz (gzip)" \
+  bash -c "gzip -t '$root/usr/share/man/man1/modelfs.1.gz' && zcat '$root/usr/share/man/man1/modelfs.1.gz' | grep -q '^\.TH MODELFS 1 '"
+if command -v groff >/dev/null; then
+  check "man page: renders without warnings (groff -man -ww on the host)" \
+    bash -c "zcat '$root/usr/share/man/man1/modelfs.1.gz' | groff -man -ww -z 2>&1 | { ! grep -q .; }"
+fi
+check "bash completion: sourcing it registers a function for modelfs" \
+  in_root bash -c 'source /usr/share/bash-completion/completions/modelfs && complete -p modelfs | grep -q -- "-F _modelfs modelfs"'
 check "conffile: /etc/modelfs/modelfs.conf" bash -c "chroot '$root' dpkg-query -W -f='\${Conffiles}' modelfs | grep -q '^ /etc/modelfs/modelfs.conf '"
 
 echo "== it runs"
