@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <ctime>
 
 #include "fs/base/sys.h"
@@ -13,7 +14,53 @@ namespace {
 constexpr const char* kXattrPrefix = "user.modelfs.";
 
 std::string RepoKey(const Node& n) {
-  return n.repo_id + "@" + n.revision;
+  return (n.hub ? "h:" : "") + n.repo_id + "@" + n.revision;
+}
+
+constexpr std::string_view kHubDir = ".hub";
+constexpr std::string_view kHubPrefix = "models--";
+// The branch the Hub cache layout's clients ask for when given no revision.
+constexpr const char* kHubDefaultRef = "main";
+
+// "models--org--name" -> "org/name" (the Hub cache's folder name: '/' written as "--").
+bool ParseHubRepoDir(std::string_view dir, std::string* repo_id) {
+  if (dir.substr(0, kHubPrefix.size()) != kHubPrefix) return false;
+  std::string_view rest = dir.substr(kHubPrefix.size());
+  const size_t sep = rest.find("--");
+  if (sep == std::string_view::npos) return false;
+  std::string org(rest.substr(0, sep));
+  std::string name(rest.substr(sep + 2));
+  std::string revision;
+  if (!IsValidOrgName(org) || name.find('@') != std::string::npos ||
+      !ParseRepoSpec(org, name, repo_id, &revision)) {
+    return false;
+  }
+  return true;
+}
+
+std::string HubRepoDir(const std::string& repo_id) {
+  std::string d(kHubPrefix);
+  for (char c : repo_id) {
+    if (c == '/') {
+      d += "--";
+    } else {
+      d += c;
+    }
+  }
+  return d;
+}
+
+// A refs/<branch> file's open handle: its bytes (the commit) live in memory. Its pointer is
+// tagged with the low bit so read and release tell it from a Reader's OpenFile.
+struct InlineFile {
+  std::shared_ptr<const std::string> data;
+};
+constexpr uint64_t kInlineTag = 1;
+bool IsInline(uint64_t handle) {
+  return (handle & kInlineTag) != 0;
+}
+InlineFile* InlineOf(uint64_t handle) {
+  return reinterpret_cast<InlineFile*>(handle & ~kInlineTag);
 }
 
 }  // namespace
@@ -54,8 +101,16 @@ Attr Core::attr_of(const Node& node) const {
   switch (node.kind) {
     case NodeKind::kRoot:
     case NodeKind::kOrg:
+    case NodeKind::kHubRoot:
+    case NodeKind::kHubRepo:
+    case NodeKind::kHubRefs:
+    case NodeKind::kHubSnapshots:
       a.is_dir = true;
       a.timeout = 1.0;  // listings grow as repos become known
+      break;
+    case NodeKind::kHubRef:
+      a.size = node.commit.size();
+      a.timeout = static_cast<double>(options_.revision_ttl.count());
       break;
     case NodeKind::kRepo:
     case NodeKind::kDir:
@@ -88,6 +143,7 @@ std::shared_ptr<const Node> Core::repo_child(Ref ref, const Node& parent, const 
   n.repo_id = parent.repo_id;
   n.revision = parent.revision;
   n.rel_path = path;
+  n.hub = parent.hub;
   n.mtime = snap.mtime;
   n.immutable = snap.immutable;
   if (c.file < 0) {
@@ -106,6 +162,12 @@ Status Core::child_of(Ref ref, const Node& dir, std::string_view name_view,
   std::string name(name_view);
   switch (dir.kind) {
     case NodeKind::kRoot: {
+      if (name == kHubDir) {
+        Node n;
+        n.kind = NodeKind::kHubRoot;
+        *out = intern(ref, "H:", std::move(n));
+        return Status::Ok();
+      }
       // No '.' in an org name: shell probes (.git, .Trash) and MOUNT/.hub are not orgs.
       if (!IsValidOrgName(name)) return {Code::kNotFound, "not an organisation name: " + name};
       Node n;
@@ -146,7 +208,65 @@ Status Core::child_of(Ref ref, const Node& dir, std::string_view name_view,
       }
       return {Code::kNotFound, name};
     }
+    case NodeKind::kHubRoot: {
+      std::string repo_id;
+      if (!ParseHubRepoDir(name, &repo_id)) return {Code::kNotFound, "not a repo folder: " + name};
+      std::shared_ptr<const Snapshot> snap;
+      if (Status st = snapshots_.get(repo_id, "", &snap); !st.ok()) return st;
+      Node n;
+      n.kind = NodeKind::kHubRepo;
+      n.repo_id = repo_id;
+      n.org = repo_id.substr(0, repo_id.find('/'));
+      n.mtime = snap->mtime;
+      *out = intern(ref, "Hr:" + repo_id, std::move(n));
+      return Status::Ok();
+    }
+    case NodeKind::kHubRepo: {
+      Node n = dir;
+      if (name == "refs") {
+        n.kind = NodeKind::kHubRefs;
+      } else if (name == "snapshots") {
+        n.kind = NodeKind::kHubSnapshots;
+      } else {
+        // blobs/, .no_exist/ and .locks are not presented (see README "A Hugging Face cache view").
+        return {Code::kNotFound, name};
+      }
+      *out = intern(ref, "H" + name + ":" + dir.repo_id, std::move(n));
+      return Status::Ok();
+    }
+    case NodeKind::kHubRefs: {
+      // A ref names a branch or tag; the Hub cache never has a commit there.
+      if (IsCommitSha(name) || name.find('/') != std::string::npos) return {Code::kNotFound, name};
+      std::shared_ptr<const Snapshot> snap;
+      if (Status st = snapshots_.get(dir.repo_id, name, &snap); !st.ok()) return st;
+      Node n;
+      n.kind = NodeKind::kHubRef;
+      n.repo_id = dir.repo_id;
+      n.org = dir.org;
+      n.revision = name;
+      n.commit = snap->commit;
+      n.mtime = snap->mtime;
+      // The commit is in the key: when the branch moves, the ref is a new inode with new bytes.
+      *out = intern(ref, "Hn:" + dir.repo_id + "@" + name + '\0' + snap->commit, std::move(n));
+      return Status::Ok();
+    }
+    case NodeKind::kHubSnapshots: {
+      if (!IsCommitSha(name)) return {Code::kNotFound, "not a commit: " + name};
+      std::shared_ptr<const Snapshot> snap;
+      if (Status st = snapshots_.get(dir.repo_id, name, &snap); !st.ok()) return st;
+      Node n;
+      n.kind = NodeKind::kRepo;
+      n.hub = true;
+      n.org = dir.org;
+      n.repo_id = dir.repo_id;
+      n.revision = name;
+      n.mtime = snap->mtime;
+      n.immutable = true;
+      *out = intern(ref, "r:" + RepoKey(n), std::move(n));
+      return Status::Ok();
+    }
     case NodeKind::kFile:
+    case NodeKind::kHubRef:
       return {Code::kNotDir, name};
   }
   return {Code::kNotFound, name};
@@ -199,6 +319,9 @@ Status Core::readdir(uint64_t ino, std::vector<DirEntry>* out) {
   out->clear();
   switch (node->kind) {
     case NodeKind::kRoot:
+      if (std::shared_ptr<const Node> hub; child_of(Ref::kNone, *node, kHubDir, &hub).ok()) {
+        out->push_back({std::string(kHubDir), attr_of(*hub)});
+      }
       for (const auto& org : snapshots_.known_orgs()) {
         std::shared_ptr<const Node> child;
         if (child_of(Ref::kNone, *node, org, &child).ok()) {
@@ -230,7 +353,46 @@ Status Core::readdir(uint64_t ino, std::vector<DirEntry>* out) {
       }
       return Status::Ok();
     }
+    case NodeKind::kHubRoot:
+      // Known repos, without asking the Hub (as for an org).
+      for (const auto& org : snapshots_.known_orgs()) {
+        for (const auto& name : snapshots_.known_repos(org)) {
+          Node n;
+          n.kind = NodeKind::kHubRepo;
+          n.org = org;
+          n.repo_id = org + "/" + name;
+          auto child = intern(Ref::kNone, "Hr:" + n.repo_id, n);
+          out->push_back({HubRepoDir(n.repo_id), attr_of(*child)});
+        }
+      }
+      return Status::Ok();
+    case NodeKind::kHubRepo:
+      for (const char* name : {"refs", "snapshots"}) {
+        std::shared_ptr<const Node> child;
+        if (child_of(Ref::kNone, *node, name, &child).ok()) {
+          out->push_back({name, attr_of(*child)});
+        }
+      }
+      return Status::Ok();
+    case NodeKind::kHubRefs:
+    case NodeKind::kHubSnapshots: {
+      // The default ref and the commit it names: what a client that loaded the repo would have.
+      std::shared_ptr<const Node> main_ref;
+      Node refs = *node;
+      refs.kind = NodeKind::kHubRefs;
+      if (Status st = child_of(Ref::kNone, refs, kHubDefaultRef, &main_ref); !st.ok()) {
+        return st.code() == Code::kNotFound ? Status::Ok() : st;
+      }
+      if (node->kind == NodeKind::kHubRefs) {
+        out->push_back({kHubDefaultRef, attr_of(*main_ref)});
+      } else if (std::shared_ptr<const Node> snap;
+                 child_of(Ref::kNone, *node, main_ref->commit, &snap).ok()) {
+        out->push_back({main_ref->commit, attr_of(*snap)});
+      }
+      return Status::Ok();
+    }
     case NodeKind::kFile:
+    case NodeKind::kHubRef:
       return {Code::kNotDir, "not a directory"};
   }
   return Status::Ok();
@@ -239,6 +401,12 @@ Status Core::readdir(uint64_t ino, std::vector<DirEntry>* out) {
 Status Core::open(uint64_t ino, uint64_t* handle) {
   auto node = inodes_.get(ino);
   if (!node) return {Code::kNotFound, "stale inode"};
+  if (node->kind == NodeKind::kHubRef) {
+    auto* f = new InlineFile{std::make_shared<const std::string>(node->commit)};
+    *handle = reinterpret_cast<uint64_t>(f) | kInlineTag;
+    open_files_++;
+    return Status::Ok();
+  }
   if (node->kind != NodeKind::kFile) return {Code::kIsDir, "is a directory"};
   // The reader numbers chunks with uint32_t: past 2^32 chunks (a tree claiming 256 TiB with
   // 64 KiB chunks) an index would wrap and serve chunk 0's bytes for another offset.
@@ -286,14 +454,34 @@ void Core::prefetch_model_set(const Node& node) {
 }
 
 Status Core::read(uint64_t handle, uint64_t offset, size_t size, ReadPieces* out) {
+  if (IsInline(handle)) {
+    const auto& data = InlineOf(handle)->data;
+    out->clear();
+    if (offset < data->size()) {
+      const size_t n = std::min<size_t>(size, data->size() - offset);
+      out->pieces.push_back({data, data->data() + offset, n});
+      out->size = n;
+    }
+    return Status::Ok();
+  }
   return reader_.read(*reinterpret_cast<OpenFile*>(handle), offset, size, out);
 }
 
 Status Core::read(uint64_t handle, uint64_t offset, size_t size, std::string* out) {
+  if (IsInline(handle)) {
+    const std::string& data = *InlineOf(handle)->data;
+    *out = offset < data.size() ? data.substr(offset, size) : std::string();
+    return Status::Ok();
+  }
   return reader_.read(*reinterpret_cast<OpenFile*>(handle), offset, size, out);
 }
 
 void Core::release(uint64_t handle) {
+  if (IsInline(handle)) {
+    delete InlineOf(handle);
+    open_files_--;
+    return;
+  }
   auto* f = reinterpret_cast<OpenFile*>(handle);
   {
     MutexLock lock(handles_mu_);

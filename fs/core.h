@@ -2,8 +2,8 @@
 // inode numbers and byte ranges. The FUSE adapter is a thin layer over it; the CLI can use it
 // without a mount.
 //
-// Layout: 1 = root (holds the orgs), then orgs, repos at a revision, folders and files. Files
-// are read-only and immutable per inode.
+// Layout: 1 = root (holds the orgs and .hub, the Hugging Face cache view), then orgs, repos at a
+// revision, folders and files. Files are read-only and immutable per inode.
 //
 // Thread safety: all methods may be called concurrently.
 #pragma once

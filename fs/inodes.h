@@ -22,7 +22,20 @@
 
 namespace modelfs::fs {
 
-enum class NodeKind { kRoot, kOrg, kRepo, kDir, kFile };
+// kHub*: the Hugging Face cache view at MOUNT/.hub (models--org--name/{refs,snapshots}); a
+// snapshot there is a kRepo at a commit with hub set, so its inodes are its own.
+enum class NodeKind {
+  kRoot,
+  kOrg,
+  kRepo,
+  kDir,
+  kFile,
+  kHubRoot,
+  kHubRepo,
+  kHubRefs,
+  kHubRef,
+  kHubSnapshots
+};
 
 struct Node {
   uint64_t ino = 0;
@@ -31,9 +44,10 @@ struct Node {
   std::string repo_id;   // kRepo and below: "org/name"
   std::string revision;  // kRepo and below: "" = default branch
   std::string rel_path;  // kDir, kFile: path inside the repo ("" for the repo root)
+  bool hub = false;      // kRepo and below: seen through MOUNT/.hub
   // kFile only: the file as it was when looked up.
   index::FileRecord file;
-  std::string commit;
+  std::string commit;  // kFile, kHubRef (its content)
   int64_t mtime = 0;
   bool immutable = false;
 };

@@ -94,11 +94,11 @@ class Namespace(MountTest):
         m = self.mount()
         st = os.stat(m.mnt)
         self.assertEqual((st.st_ino, st.st_mode & 0o777), (1, 0o555))
-        self.assertEqual(os.listdir(m.mnt), [], "a fresh cache knows no org")
+        self.assertEqual(os.listdir(m.mnt), [".hub"], "a fresh cache knows no org")
         want = sha256_file(self.local("tiny-safetensors", "model.safetensors"))
         self.assertEqual(sha256_file(os.path.join(m.mnt, ORG, "tiny-safetensors", "model.safetensors")),
                          want)
-        self.assertEqual(os.listdir(m.mnt), [ORG])
+        self.assertEqual(os.listdir(m.mnt), [".hub", ORG])
         self.assertEqual(os.listdir(os.path.join(m.mnt, ORG)), ["tiny-safetensors"])
         # The old MOUNT/models/ prefix is gone: "models" is an org like any other, with none of
         # the fixture repos in it.
@@ -108,14 +108,16 @@ class Namespace(MountTest):
         for p in (os.path.join(old, ORG), os.path.join(old, ORG, "tiny-safetensors", "model.safetensors")):
             with self.assertRaises(FileNotFoundError, msg=p):
                 os.stat(p)
-        # Names with a dot are never orgs (MOUNT/.hub stays free); they never reach the Hub.
+        # Names with a dot are never orgs (MOUNT/.hub is the Hugging Face cache view); they never
+        # reach the Hub.
         api = self.hub.counters()["api"]
-        for name in (".hub", ".git", ".Trash", ".Trash-0", ".xdg-volume-info", "autorun.inf"):
+        self.assertTrue(os.path.isdir(os.path.join(m.mnt, ".hub")))
+        for name in (".git", ".Trash", ".Trash-0", ".xdg-volume-info", "autorun.inf"):
             for p in (os.path.join(m.mnt, name), os.path.join(m.mnt, name, "tiny-safetensors")):
                 with self.assertRaises(FileNotFoundError, msg=p):
                     os.stat(p)
         self.assertEqual(self.hub.counters()["api"], api)
-        self.assertEqual(os.listdir(m.mnt), [ORG])
+        self.assertEqual(os.listdir(m.mnt), [".hub", ORG])
         # The root still names the control socket (the CLI's --mount), and only the root does.
         self.assertIn("user.modelfs.control_socket", os.listxattr(m.mnt))
         sock = os.getxattr(m.mnt, "user.modelfs.control_socket").decode()
@@ -327,7 +329,7 @@ class Persistence(MountTest):
         self.assertEqual(paths, sorted(f["path"] for f in files))
         self.hub.reset()
         m = self.mount(cache_dir=cache, args=("--offline",))
-        self.assertEqual(os.listdir(m.mnt), [ORG])
+        self.assertEqual(os.listdir(m.mnt), [".hub", ORG])
         self.assertEqual(os.listdir(m.path(ORG)), ["tiny-safetensors"])
         for f in files:
             self.assertEqual(sha256_file(m.path(ORG, "tiny-safetensors", f["path"])), f["sha256"],

@@ -278,7 +278,7 @@ TEST_F(CoreNamespaceTest, RootHoldsTheOrgsAndFilesAreBelowThem) {
   ASSERT_TRUE(core_->getattr(kRootIno, &root).ok());
   EXPECT_EQ(root.ino, 1u);
   EXPECT_TRUE(root.is_dir);
-  EXPECT_TRUE(names(kRootIno).empty()) << "a fresh cache knows no org";
+  EXPECT_EQ(names(kRootIno), std::vector<std::string>{".hub"}) << "a fresh cache knows no org";
 
   Attr org, repo, file;
   ASSERT_TRUE(core_->lookup(kRootIno, kOrg, &org).ok());
@@ -304,10 +304,11 @@ TEST_F(CoreNamespaceTest, RootHoldsTheOrgsAndFilesAreBelowThem) {
 
   std::vector<DirEntry> entries;
   ASSERT_TRUE(core_->readdir(kRootIno, &entries).ok());
-  ASSERT_EQ(entries.size(), 1u);
-  EXPECT_EQ(entries[0].name, kOrg);
-  EXPECT_EQ(entries[0].attr.ino, org.ino);
-  EXPECT_TRUE(entries[0].attr.is_dir);
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(entries[0].name, ".hub");
+  EXPECT_EQ(entries[1].name, kOrg);
+  EXPECT_EQ(entries[1].attr.ino, org.ino);
+  EXPECT_TRUE(entries[1].attr.is_dir);
   EXPECT_EQ(names(org.ino), std::vector<std::string>{kTinyName});
 }
 
@@ -319,18 +320,89 @@ TEST_F(CoreNamespaceTest, ModelsIsAnOrdinaryOrg) {
   // The old layout's MOUNT/models/<org>/<name> is now the repo "models/<org>": not on the Hub.
   Status st = core_->lookup(models.ino, kOrg, &repo);
   EXPECT_TRUE(st.not_found()) << st.to_string();
-  EXPECT_EQ(names(kRootIno), std::vector<std::string>{}) << "nothing became known";
+  EXPECT_EQ(names(kRootIno), std::vector<std::string>{".hub"}) << "nothing became known";
 }
 
 TEST_F(CoreNamespaceTest, NamesWithADotAreNotOrgsAndNeverReachTheHub) {
-  for (const char* name : {".hub", ".git", ".Trash", ".Trash-1000", ".", "..", "autorun.inf"}) {
+  for (const char* name : {".git", ".Trash", ".Trash-1000", ".", "..", "autorun.inf"}) {
     Attr a;
     Status st = core_->lookup(kRootIno, name, &a);
     // not_found is what the FUSE adapter answers with a cached negative entry.
     EXPECT_EQ(st.code(), Code::kNotFound) << name << ": " << st.to_string();
   }
   EXPECT_EQ(api_calls(), 0);
-  EXPECT_TRUE(names(kRootIno).empty());
+  EXPECT_EQ(names(kRootIno), std::vector<std::string>{".hub"});
+}
+
+// MOUNT/.hub is the Hub cache layout (models--org--name/refs/<branch>, snapshots/<commit>/...)
+// over the same repos and the same cached bytes.
+TEST_F(CoreNamespaceTest, TheHubCacheViewShowsRefsAndSnapshotsOfTheSameBytes) {
+  Attr hub, repo, refs, ref, snaps, snap, file;
+  ASSERT_TRUE(core_->lookup(kRootIno, ".hub", &hub).ok());
+  EXPECT_TRUE(hub.is_dir);
+  EXPECT_TRUE(names(hub.ino).empty()) << "a fresh cache knows no repo";
+  Status missing = core_->lookup(hub.ino, "models--modelfs-test--nope", &repo);
+  EXPECT_TRUE(missing.not_found()) << missing.to_string();
+  for (const char* bad : {"models--modelfs-test", "datasets--modelfs-test--tiny-safetensors",
+                          "models--modelfs-test--tiny-safetensors@main", "tiny-safetensors"}) {
+    EXPECT_EQ(core_->lookup(hub.ino, bad, &repo).code(), Code::kNotFound) << bad;
+  }
+  const std::string dir = std::string("models--") + kOrg + "--" + kTinyName;
+  Status st = core_->lookup(hub.ino, dir, &repo);
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  EXPECT_EQ(names(hub.ino), std::vector<std::string>{dir});
+  EXPECT_EQ(names(repo.ino), (std::vector<std::string>{"refs", "snapshots"}));
+  ASSERT_TRUE(core_->lookup(repo.ino, "refs", &refs).ok());
+  ASSERT_TRUE(core_->lookup(repo.ino, "snapshots", &snaps).ok());
+  EXPECT_EQ(core_->lookup(repo.ino, ".locks", &ref).code(), Code::kNotFound);
+
+  // refs/main holds the commit, exactly (huggingface_hub reads it without stripping).
+  const std::string commit = sim_->branch_commit(kTiny);
+  ASSERT_TRUE(core_->lookup(refs.ino, "main", &ref).ok());
+  EXPECT_FALSE(ref.is_dir);
+  EXPECT_EQ(ref.size, commit.size());
+  uint64_t handle = 0;
+  ASSERT_TRUE(core_->open(ref.ino, &handle).ok());
+  std::string got;
+  ASSERT_TRUE(core_->read(handle, 0, 4096, &got).ok());
+  ReadPieces pieces;
+  ASSERT_TRUE(core_->read(handle, 8, 4096, &pieces).ok());
+  core_->release(handle);
+  EXPECT_EQ(got, commit);
+  ASSERT_EQ(pieces.pieces.size(), 1u);
+  EXPECT_EQ(std::string(pieces.pieces[0].data, pieces.size), commit.substr(8));
+  EXPECT_EQ(names(refs.ino), std::vector<std::string>{"main"});
+  EXPECT_EQ(core_->lookup(refs.ino, commit, &snap).code(), Code::kNotFound) << "refs name branches";
+
+  // snapshots/<commit>: the commit's tree; a branch name is not a snapshot.
+  EXPECT_EQ(names(snaps.ino), std::vector<std::string>{commit});
+  EXPECT_EQ(core_->lookup(snaps.ino, "main", &snap).code(), Code::kNotFound);
+  st = core_->lookup(snaps.ino, commit, &snap);
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  ASSERT_TRUE(core_->lookup(snap.ino, "model.safetensors", &file).ok());
+  const std::string want = HubSim::ReadFile(sim_->local_path(kTiny, commit, "model.safetensors"));
+  ASSERT_TRUE(core_->open(file.ino, &handle).ok());
+  st = core_->read(handle, 0, want.size() + 4096, &got);
+  core_->release(handle);
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  EXPECT_TRUE(got == want) << "bytes differ from the fixture";
+
+  // The same bytes as MOUNT/org/name@commit, under inodes of their own (a directory must not
+  // appear under two parents), and stored once: nothing more is fetched for the second path.
+  Attr org, main_repo, main_file;
+  ASSERT_TRUE(core_->lookup(kRootIno, kOrg, &org).ok());
+  ASSERT_TRUE(core_->lookup(org.ino, std::string(kTinyName) + "@" + commit, &main_repo).ok());
+  ASSERT_TRUE(core_->lookup(main_repo.ino, "model.safetensors", &main_file).ok());
+  EXPECT_NE(main_repo.ino, snap.ino);
+  EXPECT_NE(main_file.ino, file.ino);
+  const auto before = sim_->counters();
+  ASSERT_TRUE(core_->open(main_file.ino, &handle).ok());
+  st = core_->read(handle, 0, want.size() + 4096, &got);
+  core_->release(handle);
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  EXPECT_TRUE(got == want);
+  EXPECT_EQ(sim_->counters().value("bytes_served", int64_t{0}),
+            before.value("bytes_served", int64_t{0}));
 }
 
 TEST_F(CoreNamespaceTest, OnlyTheRootNamesTheControlSocket) {
