@@ -27,27 +27,12 @@ bool ParseHubRepoDir(std::string_view dir, std::string* repo_id) {
   if (dir.substr(0, kHubPrefix.size()) != kHubPrefix) return false;
   std::string_view rest = dir.substr(kHubPrefix.size());
   const size_t sep = rest.find("--");
-  if (sep == std::string_view::npos) return false;
+  // A folder names a repo, never a revision ("name@rev" is not a Hub cache folder).
+  if (sep == std::string_view::npos || rest.find('@') != std::string_view::npos) return false;
   std::string org(rest.substr(0, sep));
-  std::string name(rest.substr(sep + 2));
   std::string revision;
-  if (!IsValidOrgName(org) || name.find('@') != std::string::npos ||
-      !ParseRepoSpec(org, name, repo_id, &revision)) {
-    return false;
-  }
-  return true;
-}
-
-std::string HubRepoDir(const std::string& repo_id) {
-  std::string d(kHubPrefix);
-  for (char c : repo_id) {
-    if (c == '/') {
-      d += "--";
-    } else {
-      d += c;
-    }
-  }
-  return d;
+  return IsValidOrgName(org) &&
+         ParseRepoSpec(org, std::string(rest.substr(sep + 2)), repo_id, &revision);
 }
 
 // A refs/<branch> file's open handle: its bytes (the commit) live in memory. Its pointer is
@@ -262,7 +247,8 @@ Status Core::child_of(Ref ref, const Node& dir, std::string_view name_view,
       n.revision = name;
       n.mtime = snap->mtime;
       n.immutable = true;
-      *out = intern(ref, "r:" + RepoKey(n), std::move(n));
+      std::string key = "r:" + RepoKey(n);
+      *out = intern(ref, key, std::move(n));
       return Status::Ok();
     }
     case NodeKind::kFile:
@@ -362,7 +348,9 @@ Status Core::readdir(uint64_t ino, std::vector<DirEntry>* out) {
           n.org = org;
           n.repo_id = org + "/" + name;
           auto child = intern(Ref::kNone, "Hr:" + n.repo_id, n);
-          out->push_back({HubRepoDir(n.repo_id), attr_of(*child)});
+          std::string dir_name(kHubPrefix);
+          dir_name.append(org).append("--").append(name);
+          out->push_back({std::move(dir_name), attr_of(*child)});
         }
       }
       return Status::Ok();

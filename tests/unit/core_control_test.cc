@@ -403,6 +403,16 @@ TEST_F(CoreNamespaceTest, TheHubCacheViewShowsRefsAndSnapshotsOfTheSameBytes) {
   EXPECT_TRUE(got == want);
   EXPECT_EQ(sim_->counters().value("bytes_served", int64_t{0}),
             before.value("bytes_served", int64_t{0}));
+
+  // A second repo's snapshot is its own directory with its own tree.
+  Attr edge, edge_snaps, edge_snap;
+  ASSERT_TRUE(core_->lookup(hub.ino, std::string("models--") + kOrg + "--edge-cases", &edge).ok());
+  ASSERT_TRUE(core_->lookup(edge.ino, "snapshots", &edge_snaps).ok());
+  st = core_->lookup(edge_snaps.ino, sim_->branch_commit(kEdge), &edge_snap);
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  EXPECT_NE(edge_snap.ino, snap.ino);
+  EXPECT_NE(names(edge_snap.ino), names(snap.ino));
+  EXPECT_EQ(core_->lookup(edge_snap.ino, "model.safetensors", &file).code(), Code::kNotFound);
 }
 
 TEST_F(CoreNamespaceTest, OnlyTheRootNamesTheControlSocket) {
