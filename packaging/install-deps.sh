@@ -4,7 +4,7 @@
 #   packaging/install-deps.sh --test   also what the tests need: Python 3, clang with libFuzzer,
 #                                      clang-format and clang-tidy (tests/lint.sh),
 #                                      Node.js >= 20 and the pinned npm clients in tests/node
-#                                      (node-llama-cpp, @huggingface/hub)
+#                                      (node-llama-cpp, @huggingface/hub, transformers.js)
 #   packaging/install-deps.sh --package  also what packaging/build-deb.sh and
 #                                      packaging/test-install.sh need (dpkg-dev, debootstrap)
 set -euo pipefail
@@ -48,7 +48,10 @@ if [ $test_mode = 1 ]; then
   if ! cmp -s tests/node/package-lock.json "$stamp" 2>/dev/null; then
     # npm install, not npm ci: the lock omits the other platforms' optional binaries, which
     # npm ci would insist on; versions are pinned exactly in package.json and the lock.
-    (cd tests/node && npm install --omit=optional --no-audit --no-fund --loglevel=error)
+    # onnxruntime-node (under transformers.js) ships its CPU binaries; its install script would
+    # fetch CUDA ones from a NuGet feed, outside the npm registry.
+    (cd tests/node && ONNXRUNTIME_NODE_INSTALL=skip \
+      npm install --omit=optional --no-audit --no-fund --loglevel=error)
     cp tests/node/package-lock.json "$stamp"
   fi
 fi
