@@ -31,10 +31,6 @@ Fetcher::Fetcher(index::ChunkStore& store, Upstream& upstream, Inflight& infligh
       verifier_(verifier),
       chunk_size_(store.chunk_size()),
       thread_count_(std::max(1u, threads)) {
-  {
-    MutexLock lock(net_mu_);
-    rate_since_ = Clock::now();
-  }
   for (unsigned i = 0; i < thread_count_; ++i) workers_.emplace_back([this] { work(); });
 }
 
@@ -176,11 +172,15 @@ void Fetcher::run(FetchJob job) {
     uint64_t peak = peak_.load();
     while (now_in_flight > peak && !peak_.compare_exchange_weak(peak, now_in_flight)) {
     }
+    {
+      MutexLock lock(net_mu_);
+      meter_.started(t0);
+    }
     st = upstream_.read_range(loc, begin, end - begin, sink);
     --in_flight_;
-    if (st.ok() && first_byte != Clock::time_point{}) {
-      note_request(Seconds(first_byte - t0), Seconds(Clock::now() - first_byte), end - begin);
-    }
+    const bool measured = st.ok() && first_byte != Clock::time_point{};
+    note_request(measured, Seconds(first_byte - t0), Seconds(Clock::now() - first_byte),
+                 measured ? end - begin : 0);
   }
   if (done < pending.size()) {
     Status err = st.ok() ? Status(Code::kIo, "upstream ended early") : st;
@@ -196,8 +196,11 @@ void Fetcher::run(FetchJob job) {
   }
 }
 
-void Fetcher::note_request(double ttfb_s, double flow_s, uint64_t bytes) {
+void Fetcher::note_request(bool measured, double ttfb_s, double flow_s, uint64_t bytes) {
   MutexLock lock(net_mu_);
+  meter_.ended(Clock::now(), bytes);
+  net_.rate = meter_.rate();
+  if (!measured) return;
   const bool first = net_.samples == 0;  // read here: the analysis does not see into lambdas
   auto mix = [first](double old, double sample) {
     return first ? sample : (1 - kAlpha) * old + kAlpha * sample;
@@ -208,15 +211,6 @@ void Fetcher::note_request(double ttfb_s, double flow_s, uint64_t bytes) {
     net_.conn_rate = mix(net_.conn_rate, static_cast<double>(bytes) / flow_s);
   }
   net_.samples++;
-  rate_bytes_ += bytes;
-  const auto now = Clock::now();
-  const double window = Seconds(now - rate_since_);
-  if (window >= 1.0) {
-    const double sample = static_cast<double>(rate_bytes_) / window;
-    net_.rate = net_.rate == 0 ? sample : (1 - kAlpha) * net_.rate + kAlpha * sample;
-    rate_bytes_ = 0;
-    rate_since_ = now;
-  }
 }
 
 NetEstimate Fetcher::net() const {

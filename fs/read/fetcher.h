@@ -22,6 +22,7 @@
 #include "fs/read/buffer_pool.h"
 #include "fs/read/hot_tier.h"
 #include "fs/read/inflight.h"
+#include "fs/read/rate_meter.h"
 #include "fs/read/upstream.h"
 #include "fs/read/verifier.h"
 #include "index/chunk_store.h"
@@ -47,7 +48,7 @@ struct FetchJob {
 struct NetEstimate {
   double ttfb_s = 0;     // request sent -> first byte
   double conn_rate = 0;  // bytes/s of one request once its bytes flow
-  double rate = 0;       // bytes/s delivered by all requests, last second
+  double rate = 0;       // bytes/s delivered by all requests while busy (RateMeter)
   uint64_t samples = 0;  // requests measured
 };
 
@@ -87,7 +88,8 @@ class Fetcher {
 
  private:
   void work();
-  void note_request(double ttfb_s, double flow_s, uint64_t bytes);
+  // Every request that was started ends here; `measured` when its bytes all arrived.
+  void note_request(bool measured, double ttfb_s, double flow_s, uint64_t bytes);
 
   index::ChunkStore& store_;
   Upstream& upstream_;
@@ -109,8 +111,7 @@ class Fetcher {
 
   mutable Mutex net_mu_;
   NetEstimate net_ GUARDED_BY(net_mu_);
-  std::chrono::steady_clock::time_point rate_since_ GUARDED_BY(net_mu_);
-  uint64_t rate_bytes_ GUARDED_BY(net_mu_) = 0;
+  RateMeter meter_ GUARDED_BY(net_mu_);
 
   std::atomic<uint64_t> bytes_{0}, chunks_{0}, requests_{0}, in_flight_{0}, peak_{0};
   std::vector<std::thread> workers_;  // last: started once the rest is ready

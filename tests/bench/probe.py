@@ -6,7 +6,8 @@
 
 --profile lan|wan|wan-harsh picks the upstream network (as bench.py's profiles).
 SCENARIO: cold-seq | warm-seq | cold-rand-4k | cold-rand-1m | warm-rand-4k | parallel4 |
-          meta-warm (a second `ls -lR` of many-files after drop_caches)
+          meta-warm (a second `ls -lR` of many-files after drop_caches) |
+          model-load (W5: node-llama-cpp loads the bench GGUF, cold; with a timeline)
 Starts the same upstream as bench.py, runs the scenario once on a fresh mount and prints: wall
 time, what upstream served (requests, histogram of range sizes, peak concurrent requests),
 the mount's CPU and peak RSS, and optionally `strace -c -f` or `perf record -g` of the mount
@@ -46,10 +47,38 @@ def upstream_detail(up, marker):
     return sizes, peak, len(spans)
 
 
+def timeline(up, marker, step=0.1):
+    """CDN requests per `step` seconds from the first: started, in flight, MB received."""
+    with open(up.access_log, "rb") as f:
+        f.seek(marker)
+        lines = f.read().decode(errors="replace").splitlines()
+    spans = []
+    for line in lines:
+        p = line.split("\t")
+        if len(p) >= 9 and p[4].startswith("/cdn/"):
+            end, dur = float(p[0]), float(p[8])
+            spans.append((end - dur, end, int(p[6])))
+    if not spans:
+        return []
+    t0 = min(s for s, _, _ in spans)
+    rows = []
+    t = 0.0
+    while any(e - t0 > t for _, e, _ in spans):
+        lo, hi = t0 + t, t0 + t + step
+        started = sum(1 for s, _, _ in spans if lo <= s < hi)
+        flight = sum(1 for s, e, _ in spans if s < hi and e > lo)
+        # bytes spread evenly over each request's duration
+        got = sum(n * (min(e, hi) - max(s, lo)) / max(e - s, 1e-6)
+                  for s, e, n in spans if s < hi and e > lo)
+        rows.append((t, started, flight, got / 1e6))
+        t += step
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("scenario", choices=["cold-seq", "warm-seq", "cold-rand-4k", "cold-rand-1m",
-                                         "warm-rand-4k", "parallel4", "meta-warm"])
+                                         "warm-rand-4k", "parallel4", "meta-warm", "model-load"])
     ap.add_argument("--modelfs", required=True)
     ap.add_argument("--fixtures", required=True)
     ap.add_argument("--work", default="/var/tmp/modelfs-bench")
@@ -73,7 +102,7 @@ def main():
                 cmd = list(cmd) + [x for m in args.mount_arg for x in m.split("=", 1)]
             return orig(cmd, *a, **kw)
         B.subprocess.Popen = popen
-    big = "big-file/weights.bin"
+    big = "gguf/model.gguf" if args.scenario == "model-load" else "big-file/weights.bin"
     try:
         up.start()
         up.use(args.profile)
@@ -109,6 +138,12 @@ def main():
         elif args.scenario == "meta-warm":
             wall, _ = B.timed([["ls", "-lR", mfs.repo_path("many-files")]], 120)
             print(f"ls -lR {wall * 1000:.0f} ms")
+        elif args.scenario == "model-load":
+            import json
+            r = subprocess.run(["node", os.path.join(HERE, "llama_ttft.mjs"), path],
+                               capture_output=True, timeout=240)
+            print("llama_ttft:", r.stdout.decode().strip().splitlines()[-1])
+            wall = json.loads(r.stdout.decode().strip().splitlines()[-1])["load_only_ms"] / 1e3
         elif args.scenario == "parallel4":
             parts = [mfs.path(f"parallel/part-{i}.bin") for i in range(4)]
             wall, _ = B.timed([["cat", p] for p in parts], 600)
@@ -149,6 +184,10 @@ def main():
                 if isinstance(v, dict):
                     print(f"  {k}:", ", ".join(f"{a} {b}" for a, b in v.items()
                                                if not isinstance(b, (dict, list))))
+        if args.scenario == "model-load":
+            print("timeline (s from the first CDN request: started, in flight, MB received):")
+            for t, started, flight, mb in timeline(up, m):
+                print(f"  {t:5.1f}  {started:3d}  {flight:3d}  {mb:6.1f}")
         print("range sizes (bytes: count):",
               ", ".join(f"{s}: {c}" for s, c in sorted(sizes.items(), key=lambda x: -x[1])[:12]))
         if args.strace:

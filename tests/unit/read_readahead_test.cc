@@ -20,6 +20,7 @@
 #include "fs/options.h"
 #include "fs/read/buffer_pool.h"
 #include "fs/read/model_prefetch.h"
+#include "fs/read/rate_meter.h"
 #include "fs/read/readahead.h"
 #include "fs/read/reader.h"
 #include "index/cache.h"
@@ -196,6 +197,33 @@ TEST(Readahead, TheFirstWindowCoversTheMeasuredBandwidthDelayProduct) {
 }
 
 // ---------------------------------------------------------------------------------- buffers
+
+TEST(RateMeter, IdleTimeIsNotCountedAndARiseIsFollowedAtOnce) {
+  using std::chrono::milliseconds;
+  const auto t0 = RateMeter::Clock::now();
+  RateMeter m;
+  // Ten seconds after the meter was made (a mount waiting for its first reader), two requests
+  // of 25 MB overlap for 250 ms: 200 MB/s, whatever came before.
+  const auto t = t0 + std::chrono::seconds(10);
+  m.started(t);
+  m.started(t);
+  m.ended(t + milliseconds(200), 25'000'000);
+  EXPECT_EQ(m.rate(), 0) << "less than a period of busy time";
+  m.ended(t + milliseconds(250), 25'000'000);
+  EXPECT_NEAR(m.rate(), 200e6, 1e6);
+
+  // Idle for a second (an engine parsing a header), then 100 MB in 250 ms: 400 MB/s at once.
+  const auto u = t + milliseconds(1250);
+  m.started(u);
+  m.ended(u + milliseconds(250), 100'000'000);
+  EXPECT_NEAR(m.rate(), 400e6, 1e6);
+
+  // One slow period (100 MB/s) is mixed in, not taken.
+  const auto v = u + milliseconds(400);
+  m.started(v);
+  m.ended(v + milliseconds(250), 25'000'000);
+  EXPECT_NEAR(m.rate(), 0.8 * 400e6 + 0.2 * 100e6, 1e6);
+}
 
 TEST(BufferPool, BlocksAreReusedAndIdleOnesBeyondKeepAreUnmapped) {
   BufferPool pool(kMiB, 2);
