@@ -346,7 +346,7 @@ Status Core::readdir(uint64_t ino, std::vector<DirEntry>* out) {
           Node n;
           n.kind = NodeKind::kHubRepo;
           n.org = org;
-          n.repo_id = org + "/" + name;
+          n.repo_id.append(org).append("/").append(name);
           auto child = intern(Ref::kNone, "Hr:" + n.repo_id, n);
           std::string dir_name(kHubPrefix);
           dir_name.append(org).append("--").append(name);
