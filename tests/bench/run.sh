@@ -102,6 +102,9 @@ if [ $build = 1 ]; then
   export MODELFS_BENCH_SOURCE="$(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)${src_rev:+ (git archive $src_rev)}"
 fi
 [ -n "$bin" ] || bin=$root/build-release/cli/modelfs
+# A binary given with --modelfs: say which one, and the checkout it was run from.
+: "${MODELFS_BENCH_SOURCE:=$bin, run from $(git -C "$root" describe --always --dirty 2>/dev/null || echo "an unknown tree")}"
+export MODELFS_BENCH_SOURCE
 [ -x "$bin" ] || { echo "run.sh: no modelfs binary at $bin" >&2; exit 1; }
 t_built=$(date +%s)
 
