@@ -68,6 +68,7 @@ ReadaheadPlan PlanReadahead(ReadaheadState& st, const ReadaheadInput& in,
   // than kLoadingRun past its header goes to the full window at once. (One large pread, which
   // the kernel's own readahead stretches to a few MiB, is not a loader.)
   const bool loading = in.model_file && in.offset >= 2ull * cfg.chunk && run >= kLoadingRun;
+  const uint64_t before = st.window;
   if (st.window == 0) {
     // The kernel splits one large pread into several reads: only a run longer than two chunks
     // is a sequential reader worth reading ahead for.
@@ -78,12 +79,15 @@ ReadaheadPlan PlanReadahead(ReadaheadState& st, const ReadaheadInput& in,
   } else if (st.waited) {
     // The reader caught up with bytes in flight: the window is shorter than the pipe.
     st.window = std::min(st.window * 2, cfg.max);
-  } else if (in.end + std::min(st.window, LinkWindow(cfg, net, st.window)) / 2 <
-             st.scheduled_until) {
+  }
+  const bool grew = st.window != before;
+  // A loader touches every byte: its window is not held to the rate measured so far, which
+  // right after the header's small reads is far below what the link gives.
+  uint64_t window = loading ? st.window : std::min(st.window, LinkWindow(cfg, net, st.window));
+  if (!st.waited && !grew && in.end + window / 2 < st.scheduled_until) {
     return {};  // still more than half a window ahead
   }
   st.waited = false;
-  uint64_t window = std::min(st.window, LinkWindow(cfg, net, st.window));
   if (in.memory_limit > 0)
     window = std::min(window, std::max<uint64_t>(cfg.chunk, in.memory_limit / 2));
   if (in.cache_limit > 0)

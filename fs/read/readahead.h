@@ -9,7 +9,8 @@
 // window/4 bounded by [chunk, part_max], so the number of requests in flight and their size
 // ramp up together. A jump resets it: random readers fetch
 // only what they ask for. Model files (GGUF, safetensors) read sequentially past their header
-// for kLoadingRun go straight to the full window: a loader maps and touches every byte.
+// for kLoadingRun go straight to the full window, whatever rate was measured so far: a loader
+// maps and touches every byte.
 #pragma once
 
 #include <cstdint>

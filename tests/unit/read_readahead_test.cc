@@ -179,6 +179,33 @@ TEST(Readahead, ALoaderOfAModelFileGetsTheFullWindowOnceItReadsOn) {
   EXPECT_EQ(p.part, 8 * kMiB);
 }
 
+TEST(Readahead, ALoaderIsNotHeldToTheRateItsHeaderReadsMeasured) {
+  // Right after a GGUF header's small reads, the measured rate is a few requests' worth; the
+  // loader that follows touches every byte, so it gets the whole window at once.
+  NetEstimate far;
+  far.samples = 20;
+  far.ttfb_s = 0.03;
+  far.conn_rate = 50e6;
+  far.rate = 30e6;
+  ReadaheadState st;
+  (void)Read(st, 0, 64 * 1024, 4096 * kMiB, true, far);
+  uint64_t scheduled = 0, off = 2 * kMiB;
+  for (; off < 20 * kMiB; off += kMiB) {
+    ReadaheadPlan q = Read(st, off, kMiB, 4096 * kMiB, true, far);
+    if (!q.empty()) scheduled = q.to;
+  }
+  EXPECT_GE(scheduled, off + 240 * kMiB);
+  // A plain file read the same way is held to what that rate uses.
+  ReadaheadState plain;
+  scheduled = 0;
+  for (off = 0; off < 20 * kMiB; off += kMiB) {
+    plain.waited = true;
+    ReadaheadPlan q = Read(plain, off, kMiB, 4096 * kMiB, false, far);
+    if (!q.empty()) scheduled = q.to;
+  }
+  EXPECT_LE(scheduled, off + 32 * kMiB);
+}
+
 TEST(Readahead, TheFirstWindowCoversTheMeasuredBandwidthDelayProduct) {
   NetEstimate far;
   far.samples = 10;
