@@ -4,7 +4,8 @@
 #   packaging/install-deps.sh --test   also what the tests need: Python 3, clang with libFuzzer,
 #                                      clang-format and clang-tidy (tests/lint.sh),
 #                                      Node.js >= 20 and the pinned npm clients in tests/node
-#                                      (node-llama-cpp, @huggingface/hub, transformers.js)
+#                                      (node-llama-cpp, @huggingface/hub, transformers.js),
+#                                      nginx with its Lua module (the site cache's test)
 #   packaging/install-deps.sh --package  also what packaging/build-deb.sh and
 #                                      packaging/test-install.sh need (dpkg-dev, debootstrap)
 set -euo pipefail
@@ -20,8 +21,9 @@ if [ "${1:-}" = "--test" ]; then
   test_mode=1
   # clang plus its libFuzzer/sanitizer runtime (only recommended by clang-14): tests/fuzz/run.sh
   # groff-base and man-db: tests/e2e/test_manpage.py renders the man page with groff and man.
+  # nginx + its Lua module: tests/e2e/test_site_cache.py runs packaging/site-cache/.
   want+=(python3 git attr tmux curl ca-certificates clang libclang-rt-14-dev clang-format clang-tidy
-         groff-base man-db)
+         groff-base man-db nginx libnginx-mod-http-lua)
   command -v node >/dev/null || want+=(nodejs npm)
 fi
 
