@@ -45,10 +45,14 @@ OPENER = urllib.request.build_opener(NoRedirect)
 class SiteCache(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
+        why = None
         if shutil.which("nginx") is None:
-            raise unittest.SkipTest("nginx is not installed (packaging/install-deps.sh --test)")
-        if not os.path.exists(os.path.join(MODULES, "ngx_http_lua_module.so")):
-            raise unittest.SkipTest("libnginx-mod-http-lua is not installed")
+            why = "nginx is not installed (packaging/install-deps.sh --test)"
+        elif not os.path.exists(os.path.join(MODULES, "ngx_http_lua_module.so")):
+            why = "libnginx-mod-http-lua is not installed (packaging/install-deps.sh --test)"
+        if why:
+            print("SKIP test_site_cache: " + why)  # shown by ctest --output-on-failure -V
+            raise unittest.SkipTest(why)
         cls.m = manifest()
         cls.hub = HubSim(extra=["--token", f"{OTHER_TOKEN}:full"])
         cls.dir = tempfile.mkdtemp(prefix="mfs-site-cache-")
