@@ -15,11 +15,13 @@ import subprocess
 import tempfile
 import threading
 import time
+import types
 import unittest
 import urllib.error
 import urllib.request
 
-from mfs import BASIC_TOKEN, FIXTURES, FULL_TOKEN, ORG, SOURCE, HubSim, manifest
+from mfs import (BASIC_TOKEN, FIXTURES, FULL_TOKEN, ORG, SOURCE, HubSim, Mount, manifest,
+                 sha256_file)
 
 PKG = os.path.join(SOURCE, "packaging", "site-cache")
 MODULES = "/usr/lib/nginx/modules"
@@ -359,3 +361,25 @@ http {{
 
 if __name__ == "__main__":
     unittest.main()
+
+    def test_9_modelfs_mounts_read_through_the_site_cache(self):
+        # Two nodes, each its own mount and cache, with the site cache as their endpoint.
+        site = types.SimpleNamespace(url=self.url)
+        a = Mount(site, token=FULL_TOKEN)
+        self.addCleanup(a.close)
+        b = Mount(site)  # no token
+        self.addCleanup(b.close)
+        e = self.entry("tiny-onnx-embedder", "onnx/model.onnx_data")
+        for m in (a, b):
+            self.assertEqual(sha256_file(m.path(ORG, "tiny-onnx-embedder", e["path"])),
+                             e["sha256"])
+        self.assertEqual(self.cdn(e["sha256"])[1], e["size"], "1.00x for two nodes")
+        # The gated file: the node with the token reads it (and puts it in the site cache);
+        # the node without one is refused although the bytes are cached.
+        g = self.entry("gated-model", "model.safetensors")
+        self.assertEqual(sha256_file(a.path(ORG, "gated-model", g["path"])), g["sha256"])
+        before = self.cdn(g["sha256"])
+        with self.assertRaises(PermissionError):
+            with open(b.path(ORG, "gated-model", g["path"]), "rb") as f:
+                f.read(1)
+        self.assertEqual(self.cdn(g["sha256"]), before, "no bytes for the refused node")
