@@ -358,10 +358,6 @@ http {{
         self.assertEqual(status, 404)
         self.assertEqual(headers.get("X-Error-Code"), "EntryNotFound")
 
-
-if __name__ == "__main__":
-    unittest.main()
-
     def test_9_modelfs_mounts_read_through_the_site_cache(self):
         # Two nodes, each its own mount and cache, with the site cache as their endpoint.
         site = types.SimpleNamespace(url=self.url)
@@ -383,3 +379,7 @@ if __name__ == "__main__":
             with open(b.path(ORG, "gated-model", g["path"]), "rb") as f:
                 f.read(1)
         self.assertEqual(self.cdn(g["sha256"]), before, "no bytes for the refused node")
+
+
+if __name__ == "__main__":
+    unittest.main()
