@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -60,6 +61,13 @@ def sha256_file(path, bufsize=1 << 20):
             if not b:
                 return h.hexdigest()
             h.update(b)
+
+
+def free_port():
+    """A loopback TCP port nothing listens on now (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def drop_page_cache(path):

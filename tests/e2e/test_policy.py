@@ -5,20 +5,13 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 import unittest
 import urllib.request
 
-from mfs import BIN, FULL_TOKEN, ORG, MountTest, sha256_file
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from mfs import BIN, FULL_TOKEN, ORG, MountTest, free_port, sha256_file
 
 
 def scrape(port):

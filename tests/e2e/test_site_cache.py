@@ -20,20 +20,14 @@ import unittest
 import urllib.error
 import urllib.request
 
-from mfs import (BASIC_TOKEN, FIXTURES, FULL_TOKEN, ORG, SOURCE, HubSim, Mount, manifest,
-                 sha256_file)
+from mfs import (BASIC_TOKEN, FIXTURES, FULL_TOKEN, ORG, SOURCE, HubSim, Mount, free_port,
+                 manifest, sha256_file)
 
 PKG = os.path.join(SOURCE, "packaging", "site-cache")
 MODULES = "/usr/lib/nginx/modules"
 OTHER_TOKEN = "hf_sitecache_other"  # a valid full token no test has used before
 WRONG_TOKEN = "hf_not_a_token_at_all"
 BRANCH_TTL = 2  # seconds
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -322,7 +316,8 @@ http {{
         xet = {"X-Xet-Hash": "ab" * 32, "X-Xet-Refresh-Route": "/api/models/x/xet-read-token/m",
                "X-Xet-Cas-Url": "https://cas.invalid", "X-Xet-Access-Token": "secret",
                "X-Xet-Token-Expiration": "1"}
-        self.hub.fault(kind="header_override", port="hub", mode="add", headers=xet, count=-1)
+        for port in ("hub", "cdn"):
+            self.hub.fault(kind="header_override", port=port, mode="add", headers=xet, count=-1)
         # the simulator sends them now
         with urllib.request.urlopen(self.hub.url + self.resolve("edge-cases", "small.txt")) as r:
             self.assertEqual(r.headers.get("X-Xet-Hash"), xet["X-Xet-Hash"])
