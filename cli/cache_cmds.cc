@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <memory>
@@ -294,6 +295,18 @@ int RunStats(const CacheArgs& a) {
               Bytes(u, "bytes").c_str(),
               static_cast<unsigned long long>(u.value("retries", uint64_t{0})),
               static_cast<unsigned long long>(u.value("errors", uint64_t{0})));
+  if (u.contains("endpoints") && u["endpoints"].size() > 1) {
+    for (const json& e : u["endpoints"]) {
+      std::string state = e.value("state", "");
+      if (state == "down") {
+        state += " for " + std::to_string(std::lround(e.value("down_for_seconds", 0.0))) + " s";
+      }
+      std::printf("endpoint   %s: %s, %llu requests, %s, %llu errors\n", e.value("url", "").c_str(),
+                  state.c_str(), static_cast<unsigned long long>(e.value("requests", uint64_t{0})),
+                  Bytes(e, "bytes").c_str(),
+                  static_cast<unsigned long long>(e.value("errors", uint64_t{0})));
+    }
+  }
   std::printf("uptime     %llds\n", static_cast<long long>(s.value("uptime_seconds", int64_t{0})));
   return 0;
 }

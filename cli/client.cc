@@ -140,7 +140,9 @@ int RunDirect(const CommonArgs& a, const json& request, const EventFn& on_event,
   StackOptions so;
   so.cache.dir = dir;
   so.cache.capacity_bytes = *capacity;
-  so.hub.endpoint = a.endpoint.empty() ? DefaultEndpoint() : a.endpoint;
+  const std::vector<std::string> endpoints = EndpointList(a.endpoints);
+  so.hub.endpoint = endpoints.front();
+  so.hub.more_endpoints.assign(endpoints.begin() + 1, endpoints.end());
   so.hub.token = token.value;
   so.hub.offline = a.offline || EnvOffline();
   so.core.offline = so.hub.offline;
@@ -184,8 +186,11 @@ void AddCommonOptions(CLI::App* cmd, CommonArgs* a) {
   cmd->add_option("--socket", a->socket, "Control socket of a running mount");
   cmd->add_flag("--json", a->json, "Machine-readable output (JSON; events as JSON lines)");
   auto* g = cmd->add_option_group("without a running mount");
-  g->add_option("--endpoint", a->endpoint,
-                "Hub URL (default $HF_ENDPOINT or https://huggingface.co)");
+  g->add_option("--endpoint", a->endpoints,
+                "Hub URL (default $HF_ENDPOINT or https://huggingface.co); more than once: "
+                "tried in order")
+      ->delimiter(',')
+      ->allow_extra_args(false);
   g->add_option("--token-file", a->token_file,
                 "Hub token file (default: $HF_TOKEN, $HF_HOME/token)");
   g->add_option("--cache-size", a->cache_size, "Cache limit to enforce")->capture_default_str();

@@ -9,16 +9,17 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 namespace modelfs::cli {
 
 struct CommonArgs {
-  std::string cache_dir;   // default $MODELFS_CACHE_DIR or ~/.cache/modelfs
-  std::string socket;      // explicit control socket
-  std::string mount;       // a mount point: its root names the socket (user.modelfs.control_socket)
-  std::string endpoint;    // for direct mode
-  std::string token_file;  // for direct mode
-  std::string cache_size = "50G";  // for direct mode: the limit to enforce
+  std::string cache_dir;  // default $MODELFS_CACHE_DIR or ~/.cache/modelfs
+  std::string socket;     // explicit control socket
+  std::string mount;      // a mount point: its root names the socket (user.modelfs.control_socket)
+  std::vector<std::string> endpoints;  // for direct mode, in order
+  std::string token_file;              // for direct mode
+  std::string cache_size = "50G";      // for direct mode: the limit to enforce
   bool offline = false;
   bool json = false;
 };

@@ -36,7 +36,7 @@ struct MountArgs {
   std::string mountpoint;
   std::string cache_dir;
   std::string cache_size = "50G";
-  std::string endpoint;
+  std::vector<std::string> endpoints;  // in order; each item may be "a, b"
   std::string token_file;
   bool offline = false;
   bool strict_verify = false;
@@ -103,7 +103,7 @@ bool ApplyKey(MountArgs& a, const std::string& key, const std::string& value, st
   else if (key == "cache_size")
     a.cache_size = value;
   else if (key == "endpoint")
-    a.endpoint = value;
+    a.endpoints = {value};
   else if (key == "token_file")
     a.token_file = value;
   else if (key == "admin_group")
@@ -147,7 +147,10 @@ int MergeSettings(MountArgs& a, CLI::App* cmd) {
     size_t eq = o.find('=');
     std::string key = o.substr(0, eq);
     if (IsMountKey(key)) {
-      from_o[key] = eq == std::string::npos ? "" : o.substr(eq + 1);
+      std::string value = eq == std::string::npos ? "" : o.substr(eq + 1);
+      // -o is split at commas, so a list of endpoints comes as endpoint=a,endpoint=b.
+      if (key == "endpoint" && from_o.count(key)) value = from_o[key] + ", " + value;
+      from_o[key] = value;
     } else if (!IsIgnoredMountOption(key)) {
       fuse_opts.push_back(o);
     }
@@ -472,8 +475,9 @@ int RunMount(const MountArgs& a) {
     return kExitUsage;
   }
   std::string cache_dir = a.cache_dir.empty() ? DefaultCacheDir() : a.cache_dir;
-  std::string endpoint = a.endpoint.empty() ? DefaultEndpoint() : a.endpoint;
-  while (endpoint.size() > 1 && endpoint.back() == '/') endpoint.pop_back();
+  const std::vector<std::string> endpoints = EndpointList(a.endpoints);
+  std::string endpoint_list;
+  for (const auto& e : endpoints) endpoint_list += (endpoint_list.empty() ? "" : ", ") + e;
   bool offline = a.offline || EnvOffline();
   auto level = spdlog::level::from_str(a.log_level);
   if (level == spdlog::level::off && a.log_level != "off") {
@@ -511,7 +515,8 @@ int RunMount(const MountArgs& a) {
   so.cache.dir = cache_dir;
   so.cache.capacity_bytes = *capacity;
   so.cache.chunk_size = static_cast<uint32_t>(*chunk);
-  so.hub.endpoint = endpoint;
+  so.hub.endpoint = endpoints.front();
+  so.hub.more_endpoints.assign(endpoints.begin() + 1, endpoints.end());
   so.hub.token = token.value;
   so.hub.offline = offline;
   so.hub.stall_timeout = std::chrono::seconds(a.stall_timeout);
@@ -556,7 +561,7 @@ int RunMount(const MountArgs& a) {
   }
   Reloader reloader(a, hub, core);
   spdlog::info("modelfs {} on {}: endpoint {}{}, cache {} ({} limit), token from {}",
-               MODELFS_VERSION, a.mountpoint, endpoint, offline ? " (offline)" : "", cache_dir,
+               MODELFS_VERSION, a.mountpoint, endpoint_list, offline ? " (offline)" : "", cache_dir,
                FormatSize(*capacity), token.source);
 
   fs::MountOptions mopts;
@@ -593,8 +598,12 @@ Runner AddMountCommand(CLI::App& app) {
                   "Chunk cache and index (default $MODELFS_CACHE_DIR or ~/.cache/modelfs)");
   cmd->add_option("--cache-size", a->cache_size, "Cache limit: 500M, 20G or bytes")
       ->capture_default_str();
-  cmd->add_option("--endpoint", a->endpoint,
-                  "Hub URL (default $HF_ENDPOINT or https://huggingface.co)");
+  cmd->add_option("--endpoint", a->endpoints,
+                  "Hub URL (default $HF_ENDPOINT or https://huggingface.co). Given more than "
+                  "once (or as a,b): tried in order, e.g. a site cache, then the Hub; reads move "
+                  "to the next within seconds when one fails and come back when it recovers")
+      ->delimiter(',')
+      ->allow_extra_args(false);
   cmd->add_option("--token-file", a->token_file,
                   "File holding a Hub token (default: $HF_TOKEN, $HF_TOKEN_PATH, $HF_HOME/token)");
   cmd->add_flag("--offline", a->offline,

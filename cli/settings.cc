@@ -65,6 +65,24 @@ std::string DefaultEndpoint() {
   return e;
 }
 
+std::vector<std::string> EndpointList(const std::vector<std::string>& given) {
+  std::vector<std::string> out;
+  for (const auto& g : given) {
+    size_t start = 0;
+    while (start <= g.size()) {
+      const size_t comma = std::min(g.find(',', start), g.size());
+      std::string e = g.substr(start, comma - start);
+      e.erase(0, e.find_first_not_of(" \t"));
+      e.erase(e.find_last_not_of(" \t") + 1);
+      while (e.size() > 1 && e.back() == '/') e.pop_back();
+      if (!e.empty()) out.push_back(std::move(e));
+      start = comma + 1;
+    }
+  }
+  if (out.empty()) out.push_back(DefaultEndpoint());
+  return out;
+}
+
 bool EnvOffline() {
   std::string v = Env("HF_HUB_OFFLINE");
   std::transform(v.begin(), v.end(), v.begin(), ::tolower);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace modelfs::cli {
 
@@ -24,7 +25,10 @@ bool CacheDirFromEnv();         // $MODELFS_CACHE_DIR is set: the user chose a c
 std::string SystemConfigPath();  // $MODELFS_CONFIG, else /etc/modelfs/modelfs.conf
 std::string RunDir();            // $MODELFS_RUN_DIR, else /run/modelfs
 std::string DefaultEndpoint();   // $HF_ENDPOINT without trailing '/', else https://huggingface.co
-bool EnvOffline();               // HF_HUB_OFFLINE set to 1/true/yes/on
+// The endpoints to use, in order: the given ones (each maybe "a, b"; trailing '/' dropped), or
+// DefaultEndpoint() when none is given.
+std::vector<std::string> EndpointList(const std::vector<std::string>& given);
+bool EnvOffline();  // HF_HUB_OFFLINE set to 1/true/yes/on
 
 struct Token {
   std::string value;   // never logged

@@ -182,21 +182,74 @@ Ms Backoff(const HubOptions& o, int retry) {
   return Ms(dist(rng));
 }
 
+// The path and query of a tree page link, if it is a page of the listing at tree_path (any
+// host: only the path is followed, at the endpoint in use).
+std::optional<std::string> TreePageTarget(const std::string& url, const std::string& tree_path) {
+  const size_t scheme = url.find("://");
+  if (scheme == std::string::npos) return std::nullopt;
+  const size_t slash = url.find('/', scheme + 3);
+  if (slash == std::string::npos) return std::nullopt;
+  std::string target = url.substr(slash);
+  const std::string path = target.substr(0, target.find('?'));
+  // Behind a path prefix (http://proxy/hf) the link may carry it: compare the tail.
+  if (path.size() < tree_path.size() ||
+      path.compare(path.size() - tree_path.size(), tree_path.size(), tree_path) != 0) {
+    return std::nullopt;
+  }
+  return target.substr(path.size() - tree_path.size());
+}
+
 struct CdnEntry {
   std::string url;
   std::string linked_etag;
   Clock::time_point expires;
 };
 
+std::string WithoutUserinfo(const std::string& url) {
+  const size_t scheme = url.find("://");
+  if (scheme == std::string::npos) return Sanitize(url);
+  const size_t end = url.find_first_of("/?#", scheme + 3);
+  const size_t at = url.rfind('@', end == std::string::npos ? url.size() : end);
+  if (at == std::string::npos || at < scheme) return Sanitize(url);
+  return Sanitize(url.substr(0, scheme + 3) + url.substr(at + 1));
+}
+
+// One configured endpoint and its health. Counters are atomics: calls update them concurrently.
+struct Endpoint {
+  explicit Endpoint(std::string b)
+      : base(std::move(b)), shown(WithoutUserinfo(base)), url(http::ParseUrl(base)) {}
+  std::string base;              // as configured, no trailing '/'
+  std::string shown;             // for logs and stats: any user:password@ removed
+  std::optional<http::Url> url;  // nullopt when it is not a valid http(s) URL
+  std::atomic<int64_t> down_until_ms{0};
+  std::atomic<int> strikes{0};  // failed holds in a row, for the doubling
+  std::atomic<uint64_t> requests{0}, bytes{0}, errors{0}, failovers{0};
+};
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<Ms>(Clock::now().time_since_epoch()).count();
+}
+
+// Network trouble at this endpoint (as opposed to an answer about the request).
+bool WorthFailingOver(const Attempt& a) {
+  if (a.connect_failed) return true;
+  if (!a.retryable) return false;
+  return a.status.code() == Code::kNetwork || a.status.code() == Code::kTimeout;
+}
+
 }  // namespace
 
 struct HubClient::Impl {
   explicit Impl(const HubOptions& o) : opt(o), transport(o.max_idle_connections), token(o.token) {
-    hub = http::ParseUrl(opt.endpoint);
+    eps.push_back(std::make_unique<Endpoint>(opt.endpoint));
+    for (std::string e : opt.more_endpoints) {
+      while (!e.empty() && e.back() == '/') e.pop_back();
+      if (!e.empty()) eps.push_back(std::make_unique<Endpoint>(std::move(e)));
+    }
   }
 
   const HubOptions& opt;
-  std::optional<http::Url> hub;  // the endpoint; nullopt when it is not a valid http(s) URL
+  std::vector<std::unique_ptr<Endpoint>> eps;  // fixed after construction
   http::Transport transport;
 
   mutable Mutex token_mu;
@@ -219,12 +272,70 @@ struct HubClient::Impl {
   std::atomic<int64_t> unreachable_until_ms{0};
   std::atomic<uint64_t> errors{0};
   std::atomic<uint64_t> redirects{0};
+  std::atomic<uint64_t> failovers{0};
 
-  bool is_hub(const http::Url& u) const { return hub && u.origin() == hub->origin(); }
+  static bool same_origin(const Endpoint& ep, const http::Url& u) {
+    return ep.url && u.origin() == ep.url->origin();
+  }
+
+  // The first endpoint not held down; when all are, the one whose hold ends first.
+  size_t pick() const {
+    const int64_t now = NowMs();
+    size_t best = 0;
+    int64_t best_until = INT64_MAX;
+    for (size_t i = 0; i < eps.size(); ++i) {
+      const int64_t until = eps[i]->down_until_ms.load(std::memory_order_relaxed);
+      if (until <= now) return i;
+      if (until < best_until) {
+        best_until = until;
+        best = i;
+      }
+    }
+    return best;
+  }
+
+  // Holds ep down after a failed attempt; only the first failure of an outage (or of a retry
+  // after the hold) counts, so many readers failing at once do not stretch the hold.
+  void hold_down(size_t i, const Status& why) {
+    Endpoint& ep = *eps[i];
+    const int64_t now = NowMs();
+    int64_t until = ep.down_until_ms.load(std::memory_order_relaxed);
+    if (until > now) return;
+    const int strikes = std::min(ep.strikes.fetch_add(1, std::memory_order_relaxed), 16);
+    int64_t hold = std::max<int64_t>(1, opt.failover_hold.count());
+    for (int k = 0; k < strikes && hold < opt.failover_hold_max.count(); ++k) hold *= 2;
+    hold = std::min<int64_t>(hold, std::max(opt.failover_hold_max.count(), int64_t{1}));
+    if (ep.down_until_ms.compare_exchange_strong(until, now + hold, std::memory_order_relaxed)) {
+      spdlog::warn("modelfs fetch: endpoint {} failed ({}); using the next one for {} s", ep.shown,
+                   why.to_string(), (hold + 999) / 1000);
+    }
+  }
+
+  void mark_up(size_t i) {
+    Endpoint& ep = *eps[i];
+    if (ep.strikes.exchange(0, std::memory_order_relaxed) > 0) {
+      ep.down_until_ms.store(0, std::memory_order_relaxed);
+      if (eps.size() > 1) spdlog::info("modelfs fetch: endpoint {} answers again", ep.shown);
+    }
+  }
+
+  // Whether an attempt at endpoint i has somewhere else to go if it fails.
+  bool can_fail_over(size_t i) const {
+    const int64_t now = NowMs();
+    for (size_t j = 0; j < eps.size(); ++j) {
+      if (j != i && eps[j]->url && eps[j]->down_until_ms.load(std::memory_order_relaxed) <= now)
+        return true;
+    }
+    return false;
+  }
 
   Status precheck() const {
     if (opt.offline) return {Code::kOffline, "offline mode: no network call made"};
-    if (!hub) return {Code::kNetwork, "the Hub endpoint is not an http(s) URL"};
+    for (const auto& ep : eps) {
+      if (!ep->url) {
+        return {Code::kNetwork, "the Hub endpoint " + ep->shown + " is not an http(s) URL"};
+      }
+    }
     return Status::Ok();
   }
 
@@ -233,41 +344,73 @@ struct HubClient::Impl {
     return s;
   }
 
-  http::Request base_request(const http::Url& url, Clock::time_point deadline,
-                             const std::string& bearer) const {
+  void count_request(Endpoint& ep) {
+    requests.fetch_add(1, std::memory_order_relaxed);
+    ep.requests.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  http::Request base_request(const Endpoint& ep, const http::Url& url, Clock::time_point deadline,
+                             const std::string& bearer, bool failover) const {
     http::Request req;
     req.url = url.url;
     req.deadline = deadline;
     req.connect_timeout = opt.connect_timeout;
     req.stall_timeout = opt.stall_timeout;
+    if (failover) {
+      req.connect_timeout = std::min(req.connect_timeout, opt.failover_stall);
+      req.stall_timeout = std::min(req.stall_timeout, opt.failover_stall);
+    }
     req.ca_bundle = opt.ca_bundle;
     req.user_agent = opt.user_agent;
-    // Credentials go to the Hub's own origin only, never to the CDN or any other host.
-    if (is_hub(url) && !bearer.empty()) req.headers.push_back("Authorization: Bearer " + bearer);
+    // Credentials go to the endpoint's own origin only, never to the CDN or any other host.
+    if (same_origin(ep, url) && !bearer.empty()) {
+      req.headers.push_back("Authorization: Bearer " + bearer);
+    }
     return req;
   }
 
+  // attempt_fn(endpoint index, can fail over) -> Attempt. A network failure with another
+  // endpoint available moves the call there at once (no backoff, not counted as a retry).
   template <class F>
   Status run_with_retries(Clock::time_point deadline, const std::string& what, F&& attempt_fn) {
     const int max_attempts = std::max(1, opt.max_attempts);
-    auto now_ms = [] {
-      return std::chrono::duration_cast<Ms>(Clock::now().time_since_epoch()).count();
-    };
-    if (now_ms() < unreachable_until_ms.load(std::memory_order_relaxed)) {
+    if (NowMs() < unreachable_until_ms.load(std::memory_order_relaxed)) {
       return {Code::kNetwork, what + ": upstream unreachable (a connection failed moments ago)"};
     }
+    size_t ep = pick();
+    int moves = 0;
+    const int max_moves = 2 * static_cast<int>(eps.size());
     for (int attempt = 1;; ++attempt) {
-      Attempt a = attempt_fn();
-      if (a.status.ok()) unreachable_until_ms.store(0, std::memory_order_relaxed);
+      const bool failover = eps.size() > 1 && can_fail_over(ep);
+      Attempt a = attempt_fn(ep, failover);
+      if (a.status.ok()) {
+        unreachable_until_ms.store(0, std::memory_order_relaxed);
+        mark_up(ep);
+        return a.status;
+      }
+      if (WorthFailingOver(a)) eps[ep]->errors.fetch_add(1, std::memory_order_relaxed);
+      if (eps.size() > 1 && WorthFailingOver(a) && Clock::now() < deadline) {
+        hold_down(ep, a.status);
+        const size_t next = pick();
+        if (next != ep && moves < max_moves) {
+          ++moves;
+          --attempt;
+          eps[ep]->failovers.fetch_add(1, std::memory_order_relaxed);
+          failovers.fetch_add(1, std::memory_order_relaxed);
+          spdlog::debug("modelfs fetch: {} failed at {} ({}), going on at {}", what, eps[ep]->shown,
+                        a.status.to_string(), eps[next]->shown);
+          ep = next;
+          continue;
+        }
+      }
       // Marks the upstream unreachable when this call gives up on a failed connection.
       auto give_up = [&] {
         if (a.connect_failed) {
-          unreachable_until_ms.store(now_ms() + kUnreachableHold.count(),
-                                     std::memory_order_relaxed);
+          unreachable_until_ms.store(NowMs() + kUnreachableHold.count(), std::memory_order_relaxed);
         }
         return a.status;
       };
-      if (a.status.ok() || !a.retryable || attempt >= max_attempts) return give_up();
+      if (!a.retryable || attempt >= max_attempts) return give_up();
       const auto remaining = std::chrono::duration_cast<Ms>(deadline - Clock::now());
       Ms wait;
       if (a.retry_after) {
@@ -290,26 +433,32 @@ struct HubClient::Impl {
       spdlog::debug("modelfs fetch: {} failed ({}), retry {} in {} ms", what, a.status.to_string(),
                     attempt, wait.count());
       std::this_thread::sleep_for(wait);
+      ep = pick();
     }
   }
 
-  // One GET of a Hub API URL, following same-origin redirects. The body is buffered.
-  Attempt api_get(const std::string& start_url, Clock::time_point deadline, const std::string& what,
-                  Code not_found, http::Response* out, std::string* final_url) {
-    std::string url = start_url;
+  // One GET of target (a path and query below the endpoint) at endpoint i, following
+  // same-origin redirects. The body is buffered.
+  Attempt api_get(size_t i, bool failover, const std::string& target, Clock::time_point deadline,
+                  const std::string& what, Code not_found, http::Response* out,
+                  std::string* final_url) {
+    Endpoint& ep = *eps[i];
+    std::string url = ep.base + target;
     const std::string bearer = current_token();
     std::set<std::string> seen;
     for (int hop = 0;; ++hop) {
       if (hop > kMaxRedirects) return Fail(Code::kProtocol, what + ": too many redirects");
       if (!seen.insert(url).second) return Fail(Code::kProtocol, what + ": redirect loop");
       auto u = http::ParseUrl(url);
-      if (!u || !is_hub(*u)) return Fail(Code::kProtocol, what + ": redirected off the Hub");
-      http::Request req = base_request(*u, deadline, bearer);
+      if (!u || !same_origin(ep, *u)) {
+        return Fail(Code::kProtocol, what + ": redirected off the Hub");
+      }
+      http::Request req = base_request(ep, *u, deadline, bearer, failover);
       req.accept_compressed = true;
       req.max_buffered_body = kMaxApiBody;
       req.headers.emplace_back("Accept: application/json");
       http::Response resp;
-      requests.fetch_add(1, std::memory_order_relaxed);
+      count_request(ep);
       const http::Result r = transport.perform(req, &resp);
       if (r.failure != http::Failure::kNone) return TransportError(r, what);
       if (IsRedirect(resp.status)) {
@@ -353,8 +502,9 @@ struct HubClient::Impl {
     cdn.erase(key);
   }
 
-  Attempt read_attempt(const FileLocation& f, uint64_t offset, uint64_t length, uint64_t* delivered,
-                       const Sink& sink, Clock::time_point deadline);
+  Attempt read_attempt(size_t i, bool failover, const FileLocation& f, uint64_t offset,
+                       uint64_t length, uint64_t* delivered, const Sink& sink,
+                       Clock::time_point deadline);
 };
 
 namespace {
@@ -411,13 +561,15 @@ Status CheckRangeHeaders(const http::Response& r, const FileLocation& f, bool fr
 
 }  // namespace
 
-Attempt HubClient::Impl::read_attempt(const FileLocation& f, uint64_t offset, uint64_t length,
-                                      uint64_t* delivered, const Sink& sink,
-                                      Clock::time_point deadline) {
+Attempt HubClient::Impl::read_attempt(size_t i, bool failover, const FileLocation& f,
+                                      uint64_t offset, uint64_t length, uint64_t* delivered,
+                                      const Sink& sink, Clock::time_point deadline) {
+  Endpoint& ep = *eps[i];
   const std::string what = f.repo_id + "/" + f.path;
-  const std::string key = f.repo_id + '\n' + f.commit + '\n' + f.path;
-  const std::string resolve_url = opt.endpoint + "/" + f.repo_id + "/resolve/" +
-                                  EncodeRevision(f.commit) + "/" + EncodePath(f.path);
+  // CDN URLs are per endpoint: a site cache's URL points at the site cache.
+  const std::string key = std::to_string(i) + '\n' + f.repo_id + '\n' + f.commit + '\n' + f.path;
+  const std::string resolve_url =
+      ep.base + "/" + f.repo_id + "/resolve/" + EncodeRevision(f.commit) + "/" + EncodePath(f.path);
 
   std::string url;
   std::string linked_etag;
@@ -439,12 +591,12 @@ Attempt HubClient::Impl::read_attempt(const FileLocation& f, uint64_t offset, ui
     if (!seen.insert(url).second) return Fail(Code::kProtocol, what + ": redirect loop");
     auto u = http::ParseUrl(url);
     if (!u) return Fail(Code::kProtocol, what + ": bad URL");
-    const bool from_hub = is_hub(*u);
+    const bool from_hub = same_origin(ep, *u);
 
     const uint64_t first = offset + *delivered;
     const uint64_t last = offset + length - 1;
     const uint64_t want = length - *delivered;
-    http::Request req = base_request(*u, deadline, bearer);
+    http::Request req = base_request(ep, *u, deadline, bearer, failover);
     req.headers.push_back("Range: bytes=" + std::to_string(first) + "-" + std::to_string(last));
     req.max_buffered_body = kMaxErrorBody;
 
@@ -463,6 +615,7 @@ Attempt HubClient::Impl::read_attempt(const FileLocation& f, uint64_t offset, ui
     };
     req.on_body = [&](const char* data, size_t n) {
       bytes.fetch_add(n, std::memory_order_relaxed);
+      ep.bytes.fetch_add(n, std::memory_order_relaxed);
       if (skip > 0) {
         const uint64_t drop = std::min<uint64_t>(skip, n);
         skip -= drop;
@@ -492,7 +645,7 @@ Attempt HubClient::Impl::read_attempt(const FileLocation& f, uint64_t offset, ui
     };
 
     http::Response resp;
-    requests.fetch_add(1, std::memory_order_relaxed);
+    count_request(ep);
     const http::Result r = transport.perform(req, &resp);
     if (cancelled) return Fail(Code::kCancelled, what + ": cancelled by the reader");
     if (!verdict.ok()) return {verdict, false, std::nullopt};
@@ -535,7 +688,7 @@ Attempt HubClient::Impl::read_attempt(const FileLocation& f, uint64_t offset, ui
         return Fail(Code::kProtocol, what + ": redirect downgrades https to http");
       }
       ++hops;
-      if (from_hub && !is_hub(*next)) {
+      if (from_hub && !same_origin(ep, *next)) {
         redirects.fetch_add(1, std::memory_order_relaxed);
         cdn_put(key, CdnEntry{next->url, linked_etag,
                               Clock::now() +
@@ -583,15 +736,16 @@ Status HubClient::repo_info(const std::string& repo_id, const std::string& revis
     return impl_->finish({Code::kRepoNotFound, "invalid repo id: " + Sanitize(repo_id, 200)});
   }
   const auto deadline = Clock::now() + options_.deadline;
-  std::string url = options_.endpoint + "/api/models/" + repo_id;
-  if (!revision.empty()) url += "/revision/" + EncodeRevision(revision);
+  std::string target = "/api/models/" + repo_id;
+  if (!revision.empty()) target += "/revision/" + EncodeRevision(revision);
   // Built with append: GCC 12 at -O3 misreports `"@" + std::string` here (-Wrestrict).
   std::string what = repo_id;
   if (!revision.empty()) what.append("@").append(Sanitize(revision, 200));
   http::Response resp;
   std::string final_url;
-  Status s = impl_->run_with_retries(deadline, what, [&] {
-    return impl_->api_get(url, deadline, what, Code::kRepoNotFound, &resp, &final_url);
+  Status s = impl_->run_with_retries(deadline, what, [&](size_t ep, bool failover) {
+    return impl_->api_get(ep, failover, target, deadline, what, Code::kRepoNotFound, &resp,
+                          &final_url);
   });
   if (!s.ok()) return impl_->finish(s);
   RepoInfo info;
@@ -610,8 +764,10 @@ Status HubClient::list_tree(const std::string& repo_id, const std::string& commi
   if (commit.empty()) return impl_->finish({Code::kRevisionNotFound, "empty revision"});
   const auto deadline = Clock::now() + options_.deadline;
   const std::string what = repo_id + "@" + Sanitize(commit, 200) + " tree";
-  std::string url = options_.endpoint + "/api/models/" + repo_id + "/tree/" +
-                    EncodeRevision(commit) + "?recursive=true&expand=false&limit=1000";
+  // Pages are targets below whichever endpoint is in use: the Hub's Link names its own host
+  // even when a site cache relayed it, and a failover mid-listing goes on at the next endpoint.
+  const std::string tree_path = "/api/models/" + repo_id + "/tree/" + EncodeRevision(commit);
+  std::string url = tree_path + "?recursive=true&expand=false&limit=1000";
 
   std::vector<TreeEntry> all;
   size_t skipped = 0;
@@ -627,8 +783,9 @@ Status HubClient::list_tree(const std::string& repo_id, const std::string& commi
     }
     http::Response resp;
     std::string final_url;
-    Status s = impl_->run_with_retries(deadline, what, [&] {
-      return impl_->api_get(url, deadline, what, Code::kRepoNotFound, &resp, &final_url);
+    Status s = impl_->run_with_retries(deadline, what, [&](size_t ep, bool failover) {
+      return impl_->api_get(ep, failover, url, deadline, what, Code::kRepoNotFound, &resp,
+                            &final_url);
     });
     if (!s.ok()) return impl_->finish(s);
     const size_t before = all.size();
@@ -651,10 +808,11 @@ Status HubClient::list_tree(const std::string& repo_id, const std::string& commi
                                                  " pages in a row with no new entry)"});
     }
     auto next_url = http::ResolveUrl(final_url, *next);
-    if (!next_url || !impl_->is_hub(*next_url)) {
-      return impl_->finish({Code::kProtocol, what + ": next page link leaves the Hub"});
+    auto next_target = next_url ? TreePageTarget(next_url->url, tree_path) : std::nullopt;
+    if (!next_target) {
+      return impl_->finish({Code::kProtocol, what + ": next page link leaves the listing"});
     }
-    url = next_url->url;
+    url = *next_target;
   }
 
   // Entries that were all invalid are not an (empty) repo: refuse, so that nothing is cached.
@@ -734,8 +892,8 @@ Status HubClient::read_range(const FileLocation& file, uint64_t offset, uint64_t
   }
   const auto deadline = Clock::now() + options_.deadline;
   uint64_t delivered = 0;
-  Status s = impl_->run_with_retries(deadline, file.path, [&] {
-    return impl_->read_attempt(file, offset, length, &delivered, sink, deadline);
+  Status s = impl_->run_with_retries(deadline, file.path, [&](size_t ep, bool failover) {
+    return impl_->read_attempt(ep, failover, file, offset, length, &delivered, sink, deadline);
   });
   return impl_->finish(std::move(s));
 }
@@ -752,6 +910,20 @@ HubCounters HubClient::counters() const {
   c.retries = impl_->retries.load(std::memory_order_relaxed);
   c.errors = impl_->errors.load(std::memory_order_relaxed);
   c.redirects = impl_->redirects.load(std::memory_order_relaxed);
+  c.failovers = impl_->failovers.load(std::memory_order_relaxed);
+  const int64_t now = NowMs();
+  for (const auto& ep : impl_->eps) {
+    EndpointCounters e;
+    e.url = ep->shown;
+    e.requests = ep->requests.load(std::memory_order_relaxed);
+    e.bytes = ep->bytes.load(std::memory_order_relaxed);
+    e.errors = ep->errors.load(std::memory_order_relaxed);
+    e.failovers = ep->failovers.load(std::memory_order_relaxed);
+    const int64_t until = ep->down_until_ms.load(std::memory_order_relaxed);
+    e.down = until > now;
+    e.down_for_s = e.down ? static_cast<double>(until - now) / 1000.0 : 0.0;
+    c.endpoints.push_back(std::move(e));
+  }
   return c;
 }
 

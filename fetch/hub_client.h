@@ -5,6 +5,12 @@
 // Thread safety: every method may be called from many threads at once. Connections are pooled
 // and reused; a resolved CDN URL is reused until it expires or the CDN refuses it.
 // Every call is bounded in time by HubOptions::deadline, retries included.
+//
+// Endpoints: `endpoint` first, then `more_endpoints`, in order (e.g. a site cache, then the Hub
+// itself). A call goes to the first endpoint that is not held down; an attempt that fails on
+// the network (refused, reset, stalled, 5xx) holds its endpoint down for a while and the call
+// goes on at once with the next one, resuming a read where it stopped; once the hold ends, the
+// next call tries that endpoint again. Answers (404, 401, 403, 429) are never failed over.
 #pragma once
 
 #include <chrono>
@@ -21,6 +27,7 @@ namespace modelfs::fetch {
 
 struct HubOptions {
   std::string endpoint = "https://huggingface.co";  // trailing '/' is stripped
+  std::vector<std::string> more_endpoints;          // tried in order when the ones before fail
   std::string token;                                // empty: anonymous
   bool offline = false;                             // every call returns kOffline
   std::string ca_bundle;                            // extra CA file; TLS verification is always on
@@ -33,6 +40,10 @@ struct HubOptions {
   std::chrono::milliseconds backoff_max{5'000};
   std::chrono::seconds cdn_url_ttl{1800};  // reuse a presigned URL at most this long
   size_t max_idle_connections = 32;        // pooled curl handles kept between calls
+  // With another endpoint to go to, a stall or connect wait this long moves the call there.
+  std::chrono::milliseconds failover_stall{5'000};
+  std::chrono::milliseconds failover_hold{5'000};  // first hold; doubled per failed retry
+  std::chrono::milliseconds failover_hold_max{30'000};
 };
 
 struct RepoInfo {
@@ -64,12 +75,24 @@ struct FileLocation {
 // Receives the requested bytes in order, each exactly once. Return false to stop (kCancelled).
 using Sink = std::function<bool(const char* data, size_t n)>;
 
+struct EndpointCounters {
+  std::string url;
+  uint64_t requests = 0;   // HTTP requests of calls sent to this endpoint (its CDN legs too)
+  uint64_t bytes = 0;      // range body bytes of those calls
+  uint64_t errors = 0;     // attempts that failed on the network here
+  uint64_t failovers = 0;  // times a call moved away from this endpoint
+  bool down = false;       // held down now
+  double down_for_s = 0;   // seconds left of the hold
+};
+
 struct HubCounters {
   uint64_t requests = 0;  // HTTP requests sent (hub + CDN)
   uint64_t bytes = 0;     // body bytes of ranges received
   uint64_t retries = 0;
   uint64_t errors = 0;     // calls that ended in an error (kCancelled is not counted)
   uint64_t redirects = 0;  // resolve calls that returned a CDN URL
+  uint64_t failovers = 0;  // calls moved from one endpoint to the next
+  std::vector<EndpointCounters> endpoints;  // in the configured order
 };
 
 class HubClient {

@@ -16,6 +16,26 @@ void Metric(std::ostringstream& o, const char* name, const char* type, const cha
     << "\nmodelfs_" << name << ' ' << value << '\n';
 }
 
+// One series per endpoint, labelled with its URL (escaped as the text format asks).
+template <class F>
+void EndpointMetric(std::ostringstream& o, const char* name, const char* type, const char* help,
+                    const std::vector<fetch::EndpointCounters>& eps, F value) {
+  o << "# HELP modelfs_" << name << ' ' << help << "\n# TYPE modelfs_" << name << ' ' << type
+    << '\n';
+  for (const auto& e : eps) {
+    std::string label;
+    for (char c : e.url) {
+      if (c == '\\' || c == '"') label.push_back('\\');
+      if (c == '\n') {
+        label += "\\n";
+        continue;
+      }
+      label.push_back(c);
+    }
+    o << "modelfs_" << name << "{endpoint=\"" << label << "\"} " << value(e) << '\n';
+  }
+}
+
 }  // namespace
 
 std::string PrometheusText(const CoreStats& s) {
@@ -55,6 +75,17 @@ std::string PrometheusText(const CoreStats& s) {
          d(s.hub.requests));
   Metric(o, "upstream_retries_total", "counter", "Upstream retries.", d(s.hub.retries));
   Metric(o, "upstream_errors_total", "counter", "Upstream calls that failed.", d(s.hub.errors));
+  Metric(o, "upstream_failovers_total", "counter", "Calls moved to the next endpoint.",
+         d(s.hub.failovers));
+  using E = fetch::EndpointCounters;
+  EndpointMetric(o, "endpoint_requests_total", "counter", "HTTP requests sent, per endpoint.",
+                 s.hub.endpoints, [&](const E& e) { return d(e.requests); });
+  EndpointMetric(o, "endpoint_bytes_total", "counter", "Range bytes received, per endpoint.",
+                 s.hub.endpoints, [&](const E& e) { return d(e.bytes); });
+  EndpointMetric(o, "endpoint_errors_total", "counter", "Network failures, per endpoint.",
+                 s.hub.endpoints, [&](const E& e) { return d(e.errors); });
+  EndpointMetric(o, "endpoint_up", "gauge", "1 unless the endpoint is held down after failing.",
+                 s.hub.endpoints, [](const E& e) { return e.down ? 0.0 : 1.0; });
   Metric(o, "open_files", "gauge", "Files open through the mount.", d(s.open_files));
   Metric(o, "uptime_seconds", "gauge", "Seconds since the mount started.",
          static_cast<double>(s.uptime_seconds));

@@ -207,6 +207,16 @@ json ToJson(const StatsResult& r) {
   const uint64_t served = rd.bytes_read;
   const double hit =
       served ? static_cast<double>(rd.bytes_from_cache) / static_cast<double>(served) : 0;
+  json endpoints = json::array();
+  for (const auto& e : s.hub.endpoints) {
+    endpoints.push_back({{"url", e.url},
+                         {"state", e.down ? "down" : "up"},
+                         {"down_for_seconds", e.down_for_s},
+                         {"requests", e.requests},
+                         {"bytes", e.bytes},
+                         {"errors", e.errors},
+                         {"failovers", e.failovers}});
+  }
   return {{"cache",
            {{"dir", r.cache_dir},
             {"used_bytes", s.cache.used_bytes},
@@ -249,7 +259,9 @@ json ToJson(const StatsResult& r) {
             {"bytes", s.hub.bytes},
             {"retries", s.hub.retries},
             {"errors", s.hub.errors},
-            {"redirects", s.hub.redirects}}},
+            {"redirects", s.hub.redirects},
+            {"failovers", s.hub.failovers},
+            {"endpoints", endpoints}}},
           {"open_files", s.open_files},
           {"inodes", s.inodes},
           {"trees_in_memory", s.trees_in_memory},

@@ -153,7 +153,7 @@ class Mount:
     """A modelfs mount in the foreground (its own process) on a temp dir."""
 
     def __init__(self, hub, cache_dir=None, cache_size="2G", args=(), token=None, env=None,
-                 wait=True, log_level="debug"):
+                 wait=True, log_level="debug", endpoint_flag=True):
         self.root = tempfile.mkdtemp(prefix="mfs-mount-")
         self.mnt = os.path.join(self.root, "mnt")
         os.mkdir(self.mnt)
@@ -168,7 +168,9 @@ class Mount:
         e.update(env or {})
         endpoint = hub.url if hub else "http://127.0.0.1:9"
         cmd = [BIN, "mount", self.mnt, "--foreground", "--cache-dir", self.cache,
-               "--cache-size", cache_size, "--endpoint", endpoint, "--log-level", log_level, *args]
+               "--cache-size", cache_size, "--log-level", log_level, *args]
+        if endpoint_flag:  # else the config file (--config in args) names the endpoints
+            cmd += ["--endpoint", endpoint]
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=e)
         if wait:
             self.wait_mounted()
@@ -228,9 +230,9 @@ class MountTest(unittest.TestCase):
         for m in self._mounts:
             m.close()
 
-    def mount(self, **kw):
+    def mount(self, hub=None, **kw):
         kw.setdefault("token", FULL_TOKEN)
-        m = Mount(self.hub, **kw)
+        m = Mount(hub or self.hub, **kw)
         self._mounts.append(m)
         return m
 

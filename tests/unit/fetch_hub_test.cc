@@ -809,6 +809,110 @@ TEST_F(HubClientTest, RangesOfOldCommitsAndBranches) {
 }
 
 // ---------------------------------------------------------------------------- hostile servers
+// ------------------------------------------------------------------------- endpoint failover
+
+std::string DeadEndpoint() {
+  // A port that was free a moment ago: nothing listens there.
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+}
+
+TEST_F(HubClientTest, ARefusedEndpointIsPassedOverAtOnce) {
+  HubOptions o = Options();
+  o.endpoint = DeadEndpoint();
+  o.more_endpoints = {sim_->hub_url()};
+  HubClient c(o);
+  const auto t0 = Clock::now();
+  RepoInfo info;
+  ASSERT_TRUE(c.repo_info(kEdge, "", &info).ok());
+  std::vector<TreeEntry> tree;
+  ASSERT_TRUE(c.list_tree(kEdge, info.sha, &tree).ok());
+  FileLocation f = File(kEdge, "large.bin");
+  std::string out;
+  Status s = Read(c, f, 0, f.size, &out);
+  ASSERT_TRUE(s.ok()) << s.to_string();
+  EXPECT_TRUE(out == Local(f));
+  // No backoff was paid: the refused endpoint cost one connect attempt, then was held down.
+  EXPECT_LT(Seconds(Clock::now() - t0), 5.0);
+  const HubCounters k = c.counters();
+  EXPECT_EQ(k.retries, 0u);
+  EXPECT_EQ(k.errors, 0u);
+  EXPECT_EQ(k.failovers, 1u);
+  ASSERT_EQ(k.endpoints.size(), 2u);
+  EXPECT_EQ(k.endpoints[0].url, o.endpoint);
+  EXPECT_EQ(k.endpoints[0].requests, 1u);
+  EXPECT_EQ(k.endpoints[0].errors, 1u);
+  EXPECT_EQ(k.endpoints[0].bytes, 0u);
+  EXPECT_TRUE(k.endpoints[0].down);
+  EXPECT_EQ(k.endpoints[1].bytes, f.size);
+  EXPECT_FALSE(k.endpoints[1].down);
+}
+
+TEST_F(HubClientTest, AReadCutMidwayFinishesExactlyAtTheNextEndpoint) {
+  // Two endpoints that are one simulator under two names: the fault cuts whichever is first.
+  std::string other = sim_->hub_url();
+  other.replace(other.find("127.0.0.1"), 9, "localhost");
+  HubOptions o = Options();
+  o.more_endpoints = {other};
+  HubClient c(o);
+  FileLocation f = File(kEdge, "large.bin");
+  const std::string want = Local(f).substr(10 * kMiB, 12 * kMiB);
+  sim_->fault({{"kind", "drop"},
+               {"after_bytes", 3 * kMiB + 17},
+               {"count", 1},
+               {"port", "cdn"},
+               {"match", "large.bin"}});
+  std::string out;
+  Status s = Read(c, f, 10 * kMiB, 12 * kMiB, &out);
+  ASSERT_TRUE(s.ok()) << s.to_string();
+  ASSERT_EQ(out.size(), want.size());
+  EXPECT_TRUE(out == want);
+  const HubCounters k = c.counters();
+  EXPECT_EQ(k.retries, 0u);
+  EXPECT_EQ(k.failovers, 1u);
+  EXPECT_EQ(k.endpoints[0].bytes, 3 * kMiB + 17);
+  EXPECT_EQ(k.endpoints[1].bytes, 12 * kMiB - (3 * kMiB + 17));
+  // The second endpoint was asked for the rest only.
+  const auto cnt = sim_->counters();
+  std::vector<int64_t> starts;
+  for (const auto& r : cnt["ranges"]) {
+    if (r["port"] == "cdn") starts.push_back(r["start"].get<int64_t>());
+  }
+  ASSERT_EQ(starts.size(), 2u);
+  EXPECT_EQ(starts[1], static_cast<int64_t>(10 * kMiB + 3 * kMiB + 17));
+}
+
+TEST_F(HubClientTest, AStalledEndpointIsLeftAfterTheFailoverStall) {
+  std::string other = sim_->hub_url();
+  other.replace(other.find("127.0.0.1"), 9, "localhost");
+  HubOptions o = Options();
+  o.more_endpoints = {other};
+  o.stall_timeout = milliseconds(20000);  // alone, this read would wait 20 s
+  o.failover_stall = milliseconds(700);
+  HubClient c(o);
+  FileLocation f = File(kEdge, "exact-4MiB.bin");
+  sim_->fault({{"kind", "stall"},
+               {"seconds", 10},
+               {"after_bytes", 100000},
+               {"count", 1},
+               {"match", "exact-4MiB.bin"}});
+  std::string out;
+  const auto t0 = Clock::now();
+  Status s = Read(c, f, 0, f.size, &out);
+  ASSERT_TRUE(s.ok()) << s.to_string();
+  EXPECT_TRUE(out == Local(f));
+  EXPECT_LT(Seconds(Clock::now() - t0), 0.7 + 4.0);
+  EXPECT_EQ(c.counters().failovers, 1u);
+  EXPECT_EQ(c.counters().endpoints[0].errors, 1u);
+}
+
 // The simulator plays by the rules; these cases need a server that does not. ScriptedServer
 // answers each request (one per connection) with whatever its handler returns.
 
@@ -1160,6 +1264,153 @@ TEST(HubClientHostile, GarbageMetadataIsProtocolError) {
   EXPECT_EQ(c.repo_info("org/name", "", &info).code(), Code::kProtocol);
   std::vector<TreeEntry> tree;
   EXPECT_EQ(c.list_tree("org/name", "main", &tree).code(), Code::kProtocol);
+}
+
+// A fake Hub for FakeFile(): resolves to cdn, or answers `broken_status` while it is set.
+class FakeHub {
+ public:
+  explicit FakeHub(const ScriptedServer& cdn)
+      : server_([this, &cdn](const ScriptedServer::Req&) {
+          if (const int b = broken.load(); b != 0) {
+            return ScriptedServer::Response(b, {"X-Error-Code: " + error_code}, "{}");
+          }
+          return ScriptedServer::Response(
+              302,
+              {"Location: " + cdn.url() + "/blob", "X-Repo-Commit: " + kCommit,
+               "X-Linked-Etag: \"" + kEtag + "\"", "X-Linked-Size: 100"},
+              "");
+        }) {}
+  std::string url() const { return server_.url(); }
+  size_t requests() const { return server_.requests().size(); }
+  std::atomic<int> broken{0};
+  std::string error_code;  // set before broken
+
+ private:
+  ScriptedServer server_;
+};
+
+Status ReadAll(HubClient& c, std::string* out) {
+  out->clear();
+  return c.read_range(FakeFile(), 0, 100, [out](const char* d, size_t n) {
+    out->append(d, n);
+    return true;
+  });
+}
+
+TEST(HubClientFailover, ServerErrorsMoveOnAndTheFirstIsTriedAgainAfterTheHold) {
+  ScriptedServer cdn(GoodCdn);
+  FakeHub a(cdn), b(cdn);
+  HubOptions o = FakeOptions(a.url());
+  o.more_endpoints = {b.url()};
+  o.failover_hold = milliseconds(400);
+  HubClient c(o);
+  a.broken = 503;
+  std::string out;
+  ASSERT_TRUE(ReadAll(c, &out).ok());
+  EXPECT_EQ(out, Payload());
+  EXPECT_EQ(a.requests(), 1u);
+  EXPECT_EQ(b.requests(), 1u);
+  // Held down: the next call does not knock at the first endpoint.
+  ASSERT_TRUE(ReadAll(c, &out).ok());
+  EXPECT_EQ(a.requests(), 1u);
+  EXPECT_EQ(c.counters().endpoints[0].down, true);
+  // Recovered, and the hold is over: calls go to the first endpoint again.
+  a.broken = 0;
+  std::this_thread::sleep_for(milliseconds(500));
+  ASSERT_TRUE(ReadAll(c, &out).ok());
+  EXPECT_EQ(out, Payload());
+  EXPECT_EQ(a.requests(), 2u);
+  ASSERT_TRUE(ReadAll(c, &out).ok());
+  EXPECT_EQ(b.requests(), 1u) << "the second endpoint is left once the first answers";
+  const HubCounters k = c.counters();
+  EXPECT_FALSE(k.endpoints[0].down);
+  EXPECT_EQ(k.endpoints[0].bytes, 200u);
+  EXPECT_EQ(k.endpoints[1].bytes, 200u);
+  EXPECT_EQ(k.failovers, 1u);
+}
+
+TEST(HubClientFailover, AFailedRetryDoublesTheHold) {
+  ScriptedServer cdn(GoodCdn);
+  FakeHub a(cdn), b(cdn);
+  HubOptions o = FakeOptions(a.url());
+  o.more_endpoints = {b.url()};
+  o.failover_hold = milliseconds(300);
+  o.failover_hold_max = milliseconds(5000);
+  HubClient c(o);
+  a.broken = 502;
+  std::string out;
+  ASSERT_TRUE(ReadAll(c, &out).ok());
+  const double first = c.counters().endpoints[0].down_for_s;
+  EXPECT_GT(first, 0.1);
+  EXPECT_LE(first, 0.3);
+  std::this_thread::sleep_for(milliseconds(350));
+  ASSERT_TRUE(ReadAll(c, &out).ok());  // tries a again: still broken
+  EXPECT_EQ(a.requests(), 2u);
+  const double second = c.counters().endpoints[0].down_for_s;
+  EXPECT_GT(second, 0.4);
+  EXPECT_LE(second, 0.6);
+}
+
+TEST(HubClientFailover, AnswersAreNotFailedOver) {
+  ScriptedServer cdn(GoodCdn);
+  FakeHub a(cdn), b(cdn);
+  HubOptions o = FakeOptions(a.url());
+  o.more_endpoints = {b.url()};
+  HubClient c(o);
+  for (const auto& [status, code] : std::vector<std::pair<int, std::string>>{
+           {404, "EntryNotFound"}, {403, "GatedRepo"}, {401, "RepoNotFound"}}) {
+    a.error_code = code;
+    a.broken = status;
+    std::string out;
+    EXPECT_FALSE(ReadAll(c, &out).ok()) << status;
+  }
+  EXPECT_EQ(b.requests(), 0u);
+  EXPECT_EQ(c.counters().failovers, 0u);
+  EXPECT_FALSE(c.counters().endpoints[0].down);
+}
+
+TEST(HubClientFailover, AllEndpointsDownFailsWithinTheDeadline) {
+  HubOptions o = FakeOptions(DeadEndpoint());
+  o.more_endpoints = {DeadEndpoint()};
+  o.deadline = milliseconds(3000);
+  HubClient c(o);
+  const auto t0 = Clock::now();
+  Status s = c.read_range(FakeFile(), 0, 10, [](const char*, size_t) { return true; });
+  EXPECT_EQ(s.code(), Code::kNetwork) << s.to_string();
+  EXPECT_LT(Seconds(Clock::now() - t0), 3.0 + 1.0);
+  EXPECT_TRUE(c.counters().endpoints[0].down);
+  EXPECT_TRUE(c.counters().endpoints[1].down);
+}
+
+TEST(HubClientFailover, CredentialsInAnEndpointUrlAreNotShown) {
+  HubOptions o = FakeOptions("http://user:secret@127.0.0.1:9/hf");
+  HubClient c(o);
+  EXPECT_EQ(c.counters().endpoints[0].url, "http://127.0.0.1:9/hf");
+}
+
+TEST(HubClientHostile, ATreePageLinkNamingTheHubIsFollowedAtTheEndpoint) {
+  // A site cache relays the Hub's Link, which names the Hub: the page is still asked of the
+  // endpoint in use, never of the host in the link.
+  ScriptedServer elsewhere(
+      [](const ScriptedServer::Req&) { return ScriptedServer::Response(500, {}, ""); });
+  ScriptedServer site([&elsewhere](const ScriptedServer::Req& r) {
+    if (r.target.find("cursor=2") != std::string::npos) {
+      return ScriptedServer::Response(200, {}, TreeJson({TreeFile("b")}));
+    }
+    return ScriptedServer::Response(
+        200,
+        {"Link: <" + elsewhere.url() +
+         "/api/models/org/name/tree/main?recursive=true&cursor=2>; rel=\"next\""},
+        TreeJson({TreeFile("a")}));
+  });
+  HubClient c(FakeOptions(site.url()));
+  std::vector<TreeEntry> tree;
+  ASSERT_TRUE(c.list_tree("org/name", "main", &tree).ok());
+  ASSERT_EQ(tree.size(), 2u);
+  EXPECT_EQ(tree[1].path, "b");
+  EXPECT_EQ(elsewhere.requests().size(), 0u);
+  ASSERT_EQ(site.requests().size(), 2u);
+  EXPECT_EQ(site.requests()[1].target, "/api/models/org/name/tree/main?recursive=true&cursor=2");
 }
 
 }  // namespace
