@@ -7,6 +7,7 @@
 #include <ctime>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "cli/client.h"
 #include "cli/commands.h"
@@ -28,6 +29,10 @@ struct CacheArgs {
   std::string to;
   bool all = false;
   bool force = false;
+  bool detach = false;  // prefetch, pin: hand the work to the mount as a job
+  std::string action;   // jobs: list (default), pause, resume, cancel, wait
+  int64_t id = 0;       // jobs: the job
+  bool watch = false;   // jobs: redraw until no job is active
 };
 
 std::string Ago(int64_t t) {
@@ -171,10 +176,35 @@ void PrintResultLine(json r) {
   std::printf("%s\n", r.dump().c_str());
 }
 
+int RunDetached(const CacheArgs& a, json args, bool pin) {
+  args["pin"] = pin;
+  json final;
+  int rc = RunRequest(
+      a.common, {{"op", "job_start"}, {"args", args}}, [](const json&) {}, &final);
+  if (rc != -1) return rc;
+  if (!final.value("ok", false)) {
+    std::fprintf(stderr, "modelfs: %s\n", final.value("error", std::string("failed")).c_str());
+    return ExitCodeFor(final);
+  }
+  const json& j = final["result"];
+  const int64_t id = j.value("id", int64_t{0});
+  if (a.common.json) {
+    PrintJson(j);
+  } else {
+    std::printf("%lld\n", static_cast<long long>(id));
+    std::fprintf(stderr,
+                 "job %lld: %s %s, %s in the mount; follow it with `modelfs jobs wait %lld`\n",
+                 static_cast<long long>(id), pin ? "pin" : "prefetch", a.repo.c_str(),
+                 j.value("state", "").c_str(), static_cast<long long>(id));
+  }
+  return kExitOk;
+}
+
 int RunPrefetch(const CacheArgs& a, bool pin) {
   if (int rc = CheckArgs(a, true)) return rc;
   json args = RequestArgs(a);
   args["jobs"] = a.jobs;
+  if (a.detach) return RunDetached(a, std::move(args), pin);
   Progress progress(a.common.json);
   json final;
   int rc = Execute(a, {{"op", pin ? "pin" : "prefetch"}, {"args", args}}, &final, &progress);
@@ -335,6 +365,160 @@ int RunSimple(const CacheArgs& a, const std::string& op, json args) {
   return rc;
 }
 
+bool ActiveJob(const json& j) {
+  const std::string s = j.value("state", "");
+  return s == "pending" || s == "running";
+}
+
+std::string JobWhat(const json& j) {
+  std::string w = j.value("op", "") + " " + j.value("repo", "");
+  for (const char* key : {"patterns", "include"}) {
+    if (j.contains(key) && j[key].is_array()) {
+      for (const auto& p : j[key]) w += " " + p.get<std::string>();
+    }
+  }
+  if (j.contains("exclude") && j["exclude"].is_array()) {
+    for (const auto& p : j["exclude"]) w += " --exclude " + p.get<std::string>();
+  }
+  return w;
+}
+
+void PrintJobTable(const json& jobs) {
+  std::printf("%-5s %-10s %-24s %-11s %-6s %-6s %s\n", "ID", "STATE", "PROGRESS", "SPEED", "ETA",
+              "UID", "WHAT");
+  for (const auto& j : jobs) {
+    const uint64_t done = j.value("bytes_done", uint64_t{0});
+    const uint64_t total = j.value("total_bytes", uint64_t{0});
+    char progress[64];
+    if (total > 0) {
+      std::snprintf(progress, sizeof progress, "%3.0f%% %s/%s", 100 * j.value("fraction", 0.0),
+                    FormatSize(done).c_str(), FormatSize(total).c_str());
+    } else {
+      std::snprintf(progress, sizeof progress, "-");
+    }
+    const double rate = j.value("rate_bytes", 0.0);
+    const double eta = j.value("eta_seconds", -1.0);
+    const std::string speed = rate > 0 ? FormatSize(static_cast<uint64_t>(rate)) + "/s" : "-";
+    const std::string eta_s =
+        eta >= 0 ? std::to_string(static_cast<int64_t>(eta + 0.5)) + "s" : "-";
+    std::printf("%-5lld %-10s %-24s %-11s %-6s %-6u %s\n",
+                static_cast<long long>(j.value("id", int64_t{0})), j.value("state", "").c_str(),
+                progress, speed.c_str(), eta_s.c_str(), j.value("uid", 0u), JobWhat(j).c_str());
+    if (j.contains("error") && j["error"].is_object()) {
+      std::printf("      failed: %s\n      what to do: %s\n",
+                  j["error"].value("message", "").c_str(), j["error"].value("hint", "").c_str());
+    }
+  }
+  if (jobs.empty()) std::printf("no jobs (start one with `modelfs prefetch ORG/NAME --detach`)\n");
+  std::fflush(stdout);
+}
+
+int RunJobsList(const CacheArgs& a) {
+  const bool tty = isatty(STDOUT_FILENO);
+  while (true) {
+    json final;
+    int rc = RunRequest(
+        a.common, {{"op", "jobs"}, {"args", json::object()}}, [](const json&) {}, &final);
+    if (rc != -1) return rc;
+    if (!final.value("ok", false)) {
+      std::fprintf(stderr, "modelfs: %s\n", final.value("error", std::string("failed")).c_str());
+      return ExitCodeFor(final);
+    }
+    const json jobs = final["result"].value("jobs", json::array());
+    bool active = false;
+    for (const auto& j : jobs) active = active || ActiveJob(j);
+    if (a.common.json) {
+      std::printf("%s\n", (a.watch ? jobs.dump() : jobs.dump(2)).c_str());
+      std::fflush(stdout);
+    } else {
+      if (a.watch && tty) std::printf("\033[H\033[2J");
+      PrintJobTable(jobs);
+    }
+    if (!a.watch || !active) return kExitOk;
+    for (int i = 0; i < 10 && !Interrupted(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    if (Interrupted()) return 130;
+  }
+}
+
+int RunJobWait(const CacheArgs& a) {
+  Progress progress(a.common.json);
+  bool started = false;
+  json final;
+  int rc = RunRequest(
+      a.common, {{"op", "job_wait"}, {"args", {{"id", a.id}}}},
+      [&](const json& e) {
+        if (a.common.json) {
+          progress.on(e);
+          return;
+        }
+        const uint64_t total = e.value("total_bytes", uint64_t{0});
+        if (!started && total > 0) {
+          started = true;
+          progress.on({{"event", "start"},
+                       {"repo", e.value("repo", "")},
+                       {"commit", e.value("commit", "")},
+                       {"files", e.value("files_total", 0)},
+                       {"total_bytes", total},
+                       {"cached_bytes", e.value("bytes_done", uint64_t{0})}});
+        } else if (started) {
+          progress.on({{"event", "progress"},
+                       {"bytes_done", e.value("bytes_done", uint64_t{0})},
+                       {"files_done", e.value("files_done", 0)},
+                       {"file", e.value("file", "")}});
+        }
+      },
+      &final);
+  progress.finish();
+  if (rc == 130) {
+    std::fprintf(stderr, "modelfs: stopped waiting; job %lld goes on in the mount\n",
+                 static_cast<long long>(a.id));
+    return 130;
+  }
+  if (rc != -1) return rc;
+  const json& j = final.contains("result") ? final["result"] : json::object();
+  if (a.common.json) {
+    PrintResultLine(j);
+  } else if (final.value("ok", false)) {
+    std::fprintf(stderr, "job %lld completed: %s, %d files of %s\n", static_cast<long long>(a.id),
+                 Bytes(j, "total_bytes").c_str(), j.value("files_total", 0),
+                 j.value("repo", "").c_str());
+  } else if (j.value("state", "") == "failed" && j.contains("error") && j["error"].is_object()) {
+    std::fprintf(stderr, "modelfs: job %lld failed: %s\nwhat to do: %s\n",
+                 static_cast<long long>(a.id), j["error"].value("message", "").c_str(),
+                 j["error"].value("hint", "").c_str());
+  } else {
+    std::fprintf(stderr, "modelfs: %s\n", final.value("error", std::string("failed")).c_str());
+  }
+  return ExitCodeFor(final);
+}
+
+int RunJobs(const CacheArgs& a) {
+  const std::string action = a.action.empty() ? "list" : a.action;
+  if (action == "list") return RunJobsList(a);
+  if (a.id <= 0) {
+    std::fprintf(stderr, "modelfs: jobs %s needs a job id (see `modelfs jobs`)\n", action.c_str());
+    return kExitUsage;
+  }
+  if (action == "wait") return RunJobWait(a);
+  json final;
+  int rc = RunRequest(
+      a.common, {{"op", "job_" + action}, {"args", {{"id", a.id}}}}, [](const json&) {}, &final);
+  if (rc != -1) return rc;
+  if (!final.value("ok", false)) {
+    std::fprintf(stderr, "modelfs: %s\n", final.value("error", std::string("failed")).c_str());
+    return ExitCodeFor(final);
+  }
+  if (a.common.json) {
+    PrintJson(final["result"]);
+  } else {
+    std::printf("job %lld: %s\n", static_cast<long long>(a.id),
+                final["result"].value("state", "").c_str());
+  }
+  return kExitOk;
+}
+
 CLI::App* Sub(CLI::App& app, const char* name, const char* help, CacheArgs* a) {
   CLI::App* cmd = app.add_subcommand(name, help);
   AddCommonOptions(cmd, &a->common);
@@ -369,6 +553,9 @@ std::vector<Runner> AddCacheCommands(CLI::App& app) {
         c->add_option("--jobs", a->jobs, "Parallel range downloads per file")
             ->capture_default_str()
             ->check(CLI::Range(1, 64));
+        c->add_flag("--detach", a->detach,
+                    "Hand it to the mount as a download job and return at once; prints the job "
+                    "id (see `modelfs jobs`)");
       },
       [](const CacheArgs& a) { return RunPrefetch(a, false); });
   add(
@@ -381,8 +568,25 @@ std::vector<Runner> AddCacheCommands(CLI::App& app) {
         c->add_option("--jobs", a->jobs, "Parallel range downloads per file")
             ->capture_default_str()
             ->check(CLI::Range(1, 64));
+        c->add_flag("--detach", a->detach,
+                    "Hand it to the mount as a download job and return at once; prints the job "
+                    "id (see `modelfs jobs`)");
       },
       [](const CacheArgs& a) { return RunPrefetch(a, true); });
+  add(
+      "jobs",
+      "Download jobs running in the mount (started with prefetch --detach or pin --detach):\n"
+      "list them, or pause, resume, cancel or wait for one. Jobs survive a restart of the\n"
+      "mount; at most max_jobs run at once, the rest wait in order.\n"
+      "Examples:\n  modelfs jobs\n  modelfs jobs --watch\n  modelfs jobs wait 3\n"
+      "  modelfs jobs pause 3",
+      [](CLI::App* c, CacheArgs* a) {
+        c->add_option("action", a->action, "list (default), pause, resume, cancel or wait")
+            ->check(CLI::IsMember({"list", "pause", "resume", "cancel", "wait"}));
+        c->add_option("id", a->id, "The job (its number in `modelfs jobs`)");
+        c->add_flag("--watch", a->watch, "Redraw every second until no job is pending or running");
+      },
+      [](const CacheArgs& a) { return RunJobs(a); });
   add(
       "unpin", "Let pinned files be evicted again.\nExample:\n  modelfs unpin org/name",
       [](CLI::App* c, CacheArgs* a) {

@@ -162,7 +162,7 @@ int RunDirect(const CommonArgs& a, const json& request, const EventFn& on_event,
   // Without a mount the caller acts on a cache it can open: the OS already decided.
   const fs::Caller caller{static_cast<uint32_t>(getuid()), true, true};
   const std::string last =
-      fs::Dispatch(stack->service(), request.dump(), caller, [&](const std::string& line) {
+      fs::Dispatch(stack->service(), nullptr, request.dump(), caller, [&](const std::string& line) {
         json e = json::parse(line, nullptr, false);
         if (e.is_object()) on_event(e);
         return !g_interrupted;

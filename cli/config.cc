@@ -18,11 +18,11 @@ std::string Trim(const std::string& s) {
 
 bool IsMountKey(const std::string& key) {
   static const std::set<std::string> keys = {
-      "cache_dir",     "cache_size",   "endpoint",       "token_file",    "admin_group",
-      "allow_other",   "log_level",    "control_socket", "metrics",       "allow",
-      "deny",          "refuse_gated", "revision_ttl",   "read_timeout",  "offline",
-      "strict_verify", "config",       "mountpoint",     "fetch_threads", "readahead_max",
-      "model_prefetch"};
+      "cache_dir",      "cache_size",   "endpoint",          "token_file",    "admin_group",
+      "allow_other",    "log_level",    "control_socket",    "metrics",       "allow",
+      "deny",           "refuse_gated", "revision_ttl",      "read_timeout",  "offline",
+      "strict_verify",  "config",       "mountpoint",        "fetch_threads", "readahead_max",
+      "model_prefetch", "max_jobs",     "keep_finished_jobs"};
   return keys.count(key) != 0;
 }
 

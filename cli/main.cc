@@ -16,6 +16,7 @@ int Run(int argc, char** argv) {
       "modelfs: Hugging Face Hub repos as lazy local files, backed by a persistent chunk cache.\n"
       "  modelfs mount /mnt/models          then: ls /mnt/models/<org>/<name>[@revision]/\n"
       "  modelfs prefetch org/name          warm the cache (pin: and keep it)\n"
+      "  modelfs prefetch org/name --detach a download job in the mount; modelfs jobs\n"
       "  modelfs ls | info | stats | gc | rm | verify\n"
       "Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 no access, 5 network, 6 no space,\n"
       "130 interrupted."};

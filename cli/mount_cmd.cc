@@ -50,6 +50,8 @@ struct MountArgs {
   unsigned stall_timeout = 20;
   unsigned retries = 5;
   unsigned fetch_threads = 32;
+  unsigned max_jobs = 2;                // download jobs run at once
+  unsigned keep_finished_jobs = 86400;  // seconds a finished job stays listed
   std::string readahead_max = "256M";
   std::string model_prefetch = "on";
   unsigned max_threads = 64;
@@ -132,6 +134,10 @@ bool ApplyKey(MountArgs& a, const std::string& key, const std::string& value, st
     return uint_value(&a.read_timeout);
   else if (key == "fetch_threads")
     return uint_value(&a.fetch_threads);
+  else if (key == "max_jobs")
+    return uint_value(&a.max_jobs);
+  else if (key == "keep_finished_jobs")
+    return uint_value(&a.keep_finished_jobs);
   else if (key == "readahead_max")
     a.readahead_max = value;
   else if (key == "model_prefetch")
@@ -184,6 +190,8 @@ int MergeSettings(MountArgs& a, CLI::App* cmd) {
       {"read_timeout", "--read-timeout"},
       {"strict_verify", "--strict-verify"},
       {"fetch_threads", "--fetch-threads"},
+      {"max_jobs", "--max-jobs"},
+      {"keep_finished_jobs", "--keep-finished-jobs"},
       {"readahead_max", "--readahead-max"},
       {"model_prefetch", "--model-prefetch"}};
   for (const auto& [k, v] : from_o) a.fixed_keys.insert(k);
@@ -550,7 +558,10 @@ int RunMount(const MountArgs& a) {
   fs::Core& core = stack->core();
   fetch::HubClient& hub = stack->hub();
   core.set_policy({a.allow, a.deny, a.refuse_gated});
-  fs::ControlServer control(stack->service(), control_socket,
+  // Download jobs go on where the last mount of this cache left them.
+  fs::Jobs jobs(stack->service(), stack->cache().jobs(),
+                {std::max(1u, a.max_jobs), std::chrono::seconds(a.keep_finished_jobs)});
+  fs::ControlServer control(stack->service(), &jobs, control_socket,
                             {static_cast<uint32_t>(getuid()), a.admin_group, a.allow_other});
   if (Status s = control.start(); !s.ok()) return Fail(ready, kExitError, s.message());
   CacheSocketLink cache_link(cache_dir, control_socket);
@@ -636,6 +647,13 @@ Runner AddMountCommand(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--fetch-threads", a->fetch_threads,
                   "Range requests in flight at most (readahead and prefetch)")
+      ->capture_default_str();
+  cmd->add_option("--max-jobs", a->max_jobs,
+                  "Download jobs (prefetch --detach) that run at once; the rest wait, in order")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  cmd->add_option("--keep-finished-jobs", a->keep_finished_jobs,
+                  "Seconds a finished download job stays listed by `modelfs jobs`")
       ->capture_default_str();
   cmd->add_option("--readahead-max", a->readahead_max,
                   "Largest readahead window of a sequential reader (it ramps up to this)")

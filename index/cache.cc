@@ -98,10 +98,12 @@ struct Cache::Impl {
   // Destroyed in reverse order: chunks and meta (statements) before the connection.
   std::unique_ptr<Db> db;
   std::unique_ptr<MetaStore> meta;
+  std::unique_ptr<JobStore> jobs;
   std::unique_ptr<ChunkStore> chunks;
 
   ~Impl() {
     chunks.reset();  // joins the flusher and flushes access times
+    jobs.reset();
     meta.reset();
     db.reset();
     if (remove_sentinel) {
@@ -191,6 +193,9 @@ Status Cache::Open(const CacheOptions& options, std::unique_ptr<Cache>* out) {
   impl->meta = std::make_unique<MetaStore>(*impl->db);
   s = impl->meta->init();
   if (!s.ok()) return s;
+  impl->jobs = std::make_unique<JobStore>(*impl->db);
+  s = impl->jobs->init();
+  if (!s.ok()) return s;
 
   ChunkStoreOptions copts;
   copts.dir = impl->dir / "chunks";
@@ -214,6 +219,9 @@ void Cache::release_memory() {
 
 MetaStore& Cache::meta() {
   return *impl_->meta;
+}
+JobStore& Cache::jobs() {
+  return *impl_->jobs;
 }
 ChunkStore& Cache::chunks() {
   return *impl_->chunks;

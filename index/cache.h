@@ -12,6 +12,7 @@
 #include "fs/base/status.h"
 #include "index/chunk_store.h"
 #include "index/db.h"
+#include "index/job_store.h"
 #include "index/meta_store.h"
 
 namespace modelfs::index {
@@ -32,6 +33,7 @@ class Cache {
   Cache& operator=(const Cache&) = delete;
 
   MetaStore& meta();
+  JobStore& jobs();
   ChunkStore& chunks();
   const std::filesystem::path& dir() const;
   // Frees the index's page cache (SQLite refills it as queries need it).

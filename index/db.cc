@@ -163,6 +163,14 @@ Status Db::exec(std::string_view sql) {
   return Status(CodeFor(rc), "exec: " + msg);
 }
 
+int64_t Db::last_insert_rowid() {
+  return sqlite3_last_insert_rowid(db_);
+}
+
+int Db::changes() {
+  return sqlite3_changes(db_);
+}
+
 Status Db::apply_schema(std::string_view schema, int64_t version) {
   Stmt stamp;
   Status s = prepare("PRAGMA user_version", &stamp);

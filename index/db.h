@@ -62,6 +62,9 @@ class Db {
   Status check();
   std::mutex& mutex() { return mu_; }
   sqlite3* handle() { return db_; }
+  // Of the last statement on this connection; caller holds mutex().
+  int64_t last_insert_rowid();
+  int changes();
 
  private:
   explicit Db(sqlite3* db) : db_(db) {}

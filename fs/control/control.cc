@@ -41,8 +41,8 @@ bool IsAdminOp(const std::string& op) {
   return op == "pin" || op == "unpin" || op == "gc" || op == "rm" || op == "verify";
 }
 
-std::string Dispatch(Service& service, std::string_view request_line, const Caller& caller,
-                     const std::function<bool(const std::string&)>& emit) {
+std::string Dispatch(Service& service, Jobs* jobs, std::string_view request_line,
+                     const Caller& caller, const std::function<bool(const std::string&)>& emit) {
   const json request = json::parse(request_line, nullptr, false);
   if (!request.is_object()) {
     return Line({{"done", true},
@@ -54,11 +54,13 @@ std::string Dispatch(Service& service, std::string_view request_line, const Call
   if (auto op = request.find("op"); op != request.end() && op->is_string()) {
     spdlog::info("control: uid {} asks {}", caller.uid, op->get<std::string>());
   }
-  return Line(wire::Run(service, request, caller, [&](const json& e) { return emit(Line(e)); }));
+  return Line(
+      wire::Run(service, jobs, request, caller, [&](const json& e) { return emit(Line(e)); }));
 }
 
-ControlServer::ControlServer(Service& service, std::string socket_path, ControlPolicy policy)
-    : service_(service), path_(std::move(socket_path)), policy_(std::move(policy)) {}
+ControlServer::ControlServer(Service& service, Jobs* jobs, std::string socket_path,
+                             ControlPolicy policy)
+    : service_(service), jobs_(jobs), path_(std::move(socket_path)), policy_(std::move(policy)) {}
 
 ControlServer::~ControlServer() {
   stopping_ = true;
@@ -135,7 +137,7 @@ void ControlServer::serve(int fd) {
   }
   const Caller caller = identify(fd);
   const std::string reply =
-      Dispatch(service_, std::string_view(line).substr(0, line.find('\n')), caller,
+      Dispatch(service_, jobs_, std::string_view(line).substr(0, line.find('\n')), caller,
                [&](const std::string& event) {
                  return !stopping_ && !PeerGone(fd) && SendAll(fd, event).ok();
                });

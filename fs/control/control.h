@@ -17,6 +17,7 @@
 #include "fs/base/mutex.h"
 #include "fs/base/status.h"
 #include "fs/base/unique_fd.h"
+#include "fs/control/jobs.h"
 #include "fs/control/service.h"
 
 namespace modelfs::fs {
@@ -31,7 +32,8 @@ bool IsAdminOp(const std::string& op);
 
 // Runs one request line; each event line goes to emit (which returns false to cancel); returns
 // the final line. The server uses it, and the CLI without a mount.
-std::string Dispatch(Service& service, std::string_view request_line, const Caller& caller,
+std::string Dispatch(Service& service, Jobs* jobs, std::string_view request_line,
+                     const Caller& caller,
                      const std::function<bool(const std::string& event_line)>& emit);
 
 struct ControlPolicy {
@@ -42,7 +44,8 @@ struct ControlPolicy {
 
 class ControlServer {
  public:
-  ControlServer(Service& service, std::string socket_path, ControlPolicy policy);
+  // jobs may be null (no download jobs).
+  ControlServer(Service& service, Jobs* jobs, std::string socket_path, ControlPolicy policy);
   ~ControlServer();  // stops accepting, cancels running requests, joins
   ControlServer(const ControlServer&) = delete;
   ControlServer& operator=(const ControlServer&) = delete;
@@ -62,6 +65,7 @@ class ControlServer {
   Caller identify(int fd) const;
 
   Service& service_;
+  Jobs* const jobs_;
   const std::string path_;
   const ControlPolicy policy_;
   UniqueFd listen_fd_;

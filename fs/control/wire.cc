@@ -56,7 +56,90 @@ json ModelJson(const ModelInfo& m) {
           {"runtimes", m.runtimes}};
 }
 
-json RunChecked(Service& service, const json& request, const Caller& caller, const EmitJson& emit) {
+bool Terminal(const std::string& state) {
+  return state == "completed" || state == "failed" || state == "cancelled";
+}
+
+// The job requests: job_start, jobs, job, job_pause, job_resume, job_cancel, job_wait.
+json RunJob(Jobs* jobs, const std::string& op, const json& args, const Caller& caller,
+            const Selection& sel, const EmitJson& emit) {
+  json result = json::object();
+  Status st;
+  if (jobs == nullptr) {
+    return Final({Code::kInvalid,
+                  "download jobs run in a mount, and no mount owns this cache; "
+                  "start one with `modelfs mount`, or run without --detach"},
+                 result);
+  }
+  int64_t id = 0;
+  if (op != "job_start" && op != "jobs") {
+    if (!args.contains("id") || !args["id"].is_number_integer()) {
+      return Final({Code::kInvalid, "a job id is required"}, result);
+    }
+    id = args["id"].get<int64_t>();
+  }
+  JobView v;
+  if (op == "job_start") {
+    const bool pin = BoolField(args, "pin");
+    const std::string repo = StringField(args, "repo", "");
+    RepoArg r;
+    const unsigned ranges = args.contains("jobs") && args["jobs"].is_number_unsigned()
+                                ? std::clamp(args["jobs"].get<unsigned>(), 1u, 64u)
+                                : 8u;
+    if (!caller.can_read) {
+      st = {Code::kNoAccess, "prefetch is for users who can read the mount"};
+    } else if (pin && !caller.admin) {
+      st = {Code::kNoAccess, "'pin' needs root or membership in the modelfs admin group"};
+    } else if (!ParseRepoArg(repo, &r)) {
+      st = {Code::kInvalid, "'" + repo + "' is not a repo; expected org/name or org/name@revision"};
+    } else if (std::string bad = CheckGlobs(sel); !bad.empty()) {
+      st = {Code::kInvalid, bad};
+    } else {
+      st = jobs->start(caller.uid, pin, repo, sel, ranges, &v);
+      if (st.ok()) result = ToJson(v);
+    }
+  } else if (op == "jobs") {
+    json list = json::array();
+    for (const auto& j : jobs->list()) list.push_back(ToJson(j));
+    result = {{"jobs", list}};
+  } else if (op == "job") {
+    st = jobs->get(id, &v);
+    if (st.ok()) result = ToJson(v);
+  } else if (op == "job_pause" || op == "job_resume" || op == "job_cancel") {
+    st = jobs->get(id, &v);
+    if (st.ok() && v.record.uid != caller.uid && !caller.admin) {
+      st = {Code::kNoAccess, "job " + std::to_string(id) + " belongs to uid " +
+                                 std::to_string(v.record.uid) +
+                                 "; only its owner or an admin may change it"};
+    } else if (st.ok()) {
+      st = op == "job_pause"    ? jobs->pause(id)
+           : op == "job_resume" ? jobs->resume(id)
+                                : jobs->cancel(id);
+      if (st.ok() && jobs->get(id, &v).ok()) result = ToJson(v);
+    }
+  } else if (op == "job_wait") {
+    st = jobs->wait(
+        id, std::chrono::milliseconds(250),
+        [&](const JobView& j) {
+          json e = ToJson(j);
+          e["event"] = "job";
+          return emit(e);
+        },
+        &v);
+    if (st.ok()) {
+      result = ToJson(v);
+      if (v.record.state == "failed") {
+        st = {CodeFromName(v.record.error_code), v.record.error};
+      } else if (v.record.state == "cancelled") {
+        st = {Code::kCancelled, "job " + std::to_string(id) + " was cancelled"};
+      }
+    }
+  }
+  return Final(st, std::move(result));
+}
+
+json RunChecked(Service& service, Jobs* job_runner, const json& request, const Caller& caller,
+                const EmitJson& emit) {
   json result = json::object();
   Status st;
   const std::string op = StringField(request, "op", "");
@@ -79,6 +162,7 @@ json RunChecked(Service& service, const json& request, const Caller& caller, con
   const Selection sel{Strings(args, "patterns"), Strings(args, "include"),
                       Strings(args, "exclude")};
   std::optional<RepoArg> repo;
+  if (op.starts_with("job")) return RunJob(job_runner, op, args, caller, sel, emit);
   if (IsAdminOp(op) && !caller.admin) {
     st = {Code::kNoAccess, "'" + op + "' needs root or membership in the modelfs admin group"};
   } else if (op == "prefetch" && !caller.can_read) {
@@ -144,9 +228,10 @@ json RunChecked(Service& service, const json& request, const Caller& caller, con
 
 }  // namespace
 
-json Run(Service& service, const json& request, const Caller& caller, const EmitJson& emit) {
+json Run(Service& service, Jobs* jobs, const json& request, const Caller& caller,
+         const EmitJson& emit) {
   try {
-    return RunChecked(service, request, caller, emit);
+    return RunChecked(service, jobs, request, caller, emit);
   } catch (const json::exception& e) {
     return Final({Code::kInvalid, std::string("malformed request: ") + e.what()}, json::object());
   }
@@ -336,6 +421,37 @@ json ToJson(const VerifyResult& r) {
           {"corrupt_files", r.corrupt_files},
           {"verified_bytes", r.verified_bytes},
           {"corrupt", bad}};
+}
+
+json ToJson(const JobView& j) {
+  const auto& r = j.record;
+  json error = nullptr;
+  if (r.state == "failed") {
+    error = {{"code", r.error_code}, {"message", r.error}, {"hint", j.hint}};
+  }
+  return {{"id", r.id},
+          {"uid", r.uid},
+          {"op", r.pin ? "pin" : "prefetch"},
+          {"repo", r.repo},
+          {"patterns", r.patterns},
+          {"include", r.include},
+          {"exclude", r.exclude},
+          {"state", r.state},
+          {"commit", r.commit},
+          {"created_at", r.created_at},
+          {"updated_at", r.updated_at},
+          {"finished_at", r.finished_at},
+          {"bytes_done", r.bytes_done},
+          {"total_bytes", r.total_bytes},
+          {"fraction", r.total_bytes
+                           ? static_cast<double>(r.bytes_done) / static_cast<double>(r.total_bytes)
+                           : (Terminal(r.state) && r.state == "completed" ? 1.0 : 0.0)},
+          {"files_done", r.files_done},
+          {"files_total", r.files_total},
+          {"file", j.file},
+          {"rate_bytes", j.rate},
+          {"eta_seconds", j.eta_seconds},
+          {"error", error}};
 }
 
 }  // namespace modelfs::fs::wire

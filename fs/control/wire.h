@@ -10,15 +10,17 @@
 #include <nlohmann/json.hpp>
 
 #include "fs/control/control.h"
+#include "fs/control/jobs.h"
 #include "fs/control/service.h"
 
 namespace modelfs::fs::wire {
 
 using EmitJson = std::function<bool(const nlohmann::json& event)>;
 
-// Runs one request for caller; returns the final line. Never throws.
-nlohmann::json Run(Service& service, const nlohmann::json& request, const Caller& caller,
-                   const EmitJson& emit);
+// Runs one request for caller; returns the final line. Never throws. jobs is null where no
+// mount runs (the job requests then say so).
+nlohmann::json Run(Service& service, Jobs* jobs, const nlohmann::json& request,
+                   const Caller& caller, const EmitJson& emit);
 
 nlohmann::json ToJson(const LsResult& r);
 nlohmann::json ToJson(const InfoResult& r);
@@ -30,5 +32,6 @@ nlohmann::json ToJson(const GcResult& r);
 nlohmann::json ToJson(const RmResult& r);
 nlohmann::json ToJson(const VerifyEvent& e);
 nlohmann::json ToJson(const VerifyResult& r);
+nlohmann::json ToJson(const JobView& j);
 
 }  // namespace modelfs::fs::wire

@@ -205,14 +205,16 @@ class CoreControlTest : public ::testing::Test {
     o.control_socket = socket_;
     core_ = std::make_unique<Core>(o, *cache_, *hub_);
     service_ = std::make_unique<Service>(*core_, *cache_, *hub_);
+    jobs_ = std::make_unique<Jobs>(*service_, cache_->jobs(), JobsOptions{});
     server_ = std::make_unique<ControlServer>(
-        *service_, socket_, ControlPolicy{static_cast<uint32_t>(getuid()), "", false});
+        *service_, jobs_.get(), socket_, ControlPolicy{static_cast<uint32_t>(getuid()), "", false});
     Status st = server_->start();
     ASSERT_TRUE(st.ok()) << st.to_string();
   }
 
   void TearDown() override {
     server_.reset();
+    jobs_.reset();
     service_.reset();
     core_.reset();
     hub_.reset();
@@ -243,6 +245,7 @@ class CoreControlTest : public ::testing::Test {
   std::unique_ptr<fetch::HubClient> hub_;
   std::unique_ptr<Core> core_;
   std::unique_ptr<Service> service_;
+  std::unique_ptr<Jobs> jobs_;
   std::unique_ptr<ControlServer> server_;
 };
 
@@ -731,6 +734,110 @@ TEST_F(CoreControlTest, MalformedRequestsGetErrorsAndTheServerKeepsServing) {
   server_.reset();
   EXPECT_LT(Clock::now() - t0, std::chrono::seconds(5));
   ::close(silent);
+}
+
+// ---------------------------------------------------------------------------- download jobs
+
+TEST_F(CoreControlTest, AJobRunsInTheBackgroundAndOutlivesItsJobsObject) {
+  const std::string repo = "modelfs-test/edge-cases";
+  Reply r = call(Line("job_start", {{"repo", repo}, {"patterns", {"exact-4MiB*.bin"}}}));
+  ASSERT_TRUE(Outcome(r, "ok"));
+  const int64_t id = Get(r.done, {"result", "id"}).get<int64_t>();
+  EXPECT_EQ(Get(r.done, {"result", "op"}), "prefetch");
+  Reply w = call(Line("job_wait", {{"id", id}}));
+  ASSERT_TRUE(Outcome(w, "ok"));
+  EXPECT_EQ(Get(w.done, {"result", "state"}), "completed");
+  const uint64_t total = (4u << 20) * 2 + 1;
+  EXPECT_EQ(Get(w.done, {"result", "bytes_done"}), total);
+  EXPECT_EQ(Get(w.done, {"result", "files_done"}), 2);
+  EXPECT_EQ(Get(w.done, {"result", "fraction"}), 1.0);
+  EXPECT_EQ(sim_->counters()["bytes_served"].get<uint64_t>(), total);
+  // The bytes are in the cache: reading them fetches nothing more.
+  const uint64_t ino = lookup("edge-cases", "exact-4MiB.bin");
+  ASSERT_NE(ino, 0u);
+  uint64_t handle = 0;
+  ASSERT_TRUE(core_->open(ino, &handle).ok());
+  std::string got;
+  Status st = core_->read(handle, 0, 4u << 20, &got);
+  core_->release(handle);
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  EXPECT_TRUE(got == Fixture(repo, "exact-4MiB.bin"));
+  EXPECT_EQ(sim_->counters()["bytes_served"].get<uint64_t>(), total);
+
+  // A new Jobs over the same index (a restart) still lists it, finished.
+  server_.reset();
+  jobs_ = std::make_unique<Jobs>(*service_, cache_->jobs(), JobsOptions{});
+  JobView v;
+  ASSERT_TRUE(jobs_->get(id, &v).ok());
+  EXPECT_EQ(v.record.state, "completed");
+  EXPECT_EQ(v.record.bytes_done, total);
+  EXPECT_EQ(v.record.patterns, std::vector<std::string>{"exact-4MiB*.bin"});
+}
+
+TEST_F(CoreControlTest, PausedJobsStayPausedAcrossARestartAndResumeWithoutRefetching) {
+  // One job at a time: the second waits as pending behind the first.
+  server_.reset();
+  jobs_ = std::make_unique<Jobs>(*service_, cache_->jobs(), JobsOptions{1, std::chrono::hours(1)});
+  JobView a, b;
+  const Selection big{{"exact-4MiB-plus-1.bin"}, {}, {}};
+  // Its first MiB comes, then the Hub stalls: paused midway.
+  sim_->fault({{"kind", "stall"},
+               {"seconds", 3},
+               {"after_bytes", 1 << 20},
+               {"count", -1},
+               {"match", "exact-4MiB-plus-1.bin"}});
+  ASSERT_TRUE(jobs_->start(0, false, "modelfs-test/edge-cases", big, 2, &a).ok());
+  ASSERT_TRUE(
+      jobs_->start(0, false, "modelfs-test/edge-cases", {{"exact-4MiB.bin"}, {}, {}}, 2, &b).ok());
+  EXPECT_EQ(a.record.state, "running");
+  EXPECT_EQ(b.record.state, "pending");
+  ASSERT_TRUE(jobs_->pause(b.record.id).ok());
+  for (int i = 0; i < 100 && sim_->counters()["bytes_served"].get<uint64_t>() < (1u << 20); ++i) {
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  ASSERT_TRUE(jobs_->pause(a.record.id).ok());
+  // The restart: both stay paused, nothing runs.
+  jobs_ = std::make_unique<Jobs>(*service_, cache_->jobs(), JobsOptions{1, std::chrono::hours(1)});
+  for (const auto& j : jobs_->list()) EXPECT_EQ(j.record.state, "paused") << j.record.id;
+  sim_->clear_faults();
+  const uint64_t before = sim_->counters()["bytes_served"].get<uint64_t>();
+  ASSERT_TRUE(jobs_->resume(a.record.id).ok());
+  JobView done;
+  ASSERT_TRUE(jobs_
+                  ->wait(
+                      a.record.id, milliseconds(100), [](const JobView&) { return true; }, &done)
+                  .ok());
+  EXPECT_EQ(done.record.state, "completed");
+  const uint64_t size = (4u << 20) + 1;
+  EXPECT_EQ(done.record.bytes_done, size);
+  // The resumed run fetched only what the first one had not: its first MiB was kept.
+  EXPECT_GE(before, 1u << 20);
+  EXPECT_LE(sim_->counters()["bytes_served"].get<uint64_t>() - before, size - (1u << 20));
+  JobView pb;
+  ASSERT_TRUE(jobs_->get(b.record.id, &pb).ok());
+  EXPECT_EQ(pb.record.state, "paused");
+  ASSERT_TRUE(jobs_->cancel(b.record.id).ok());
+  ASSERT_TRUE(jobs_->get(b.record.id, &pb).ok());
+  EXPECT_EQ(pb.record.state, "cancelled");
+  EXPECT_EQ(jobs_->resume(b.record.id).code(), Code::kInvalid);
+}
+
+TEST_F(CoreControlTest, AFailedJobSaysWhyAndWhatToDo) {
+  Reply r = call(Line("job_start", {{"repo", "modelfs-test/never-was"}}));
+  ASSERT_TRUE(Outcome(r, "ok"));
+  const int64_t id = Get(r.done, {"result", "id"}).get<int64_t>();
+  Reply w = call(Line("job_wait", {{"id", id}}));
+  EXPECT_TRUE(Outcome(w, "repo not found"));
+  EXPECT_EQ(Get(w.done, {"result", "state"}), "failed");
+  EXPECT_EQ(Get(w.done, {"result", "error", "code"}), "repo not found");
+  EXPECT_NE(Get(w.done, {"result", "error", "hint"}).get<std::string>().find("repo name"),
+            std::string::npos);
+  EXPECT_TRUE(Outcome(call(Line("job_pause", {{"id", id}})), "invalid"));
+  EXPECT_TRUE(Outcome(call(Line("job", {{"id", 9999}})), "not found"));
+  EXPECT_TRUE(Outcome(call(Line("job_cancel", {})), "invalid"));
+  Reply l = call(Line("jobs"));
+  ASSERT_TRUE(Outcome(l, "ok"));
+  EXPECT_EQ(Get(l.done, {"result", "jobs"}).size(), 1u);
 }
 
 }  // namespace
