@@ -87,10 +87,12 @@ def wave(hub, endpoint, n, how, entry):
             nodes.append(Mount(types.SimpleNamespace(url=endpoint), log_level="info",
                                cache_size="4G"))
         before = hub.file_bytes(entry["sha256"])
+        resolves = hub.counters()["resolve"]
         t0 = time.monotonic()
         res = load_at_once([m.path(*PATH) for m in nodes], how)
         wall = time.monotonic() - t0
         hub_bytes = hub.file_bytes(entry["sha256"]) - before
+        resolves = hub.counters()["resolve"] - resolves
         for i, m in enumerate(nodes):
             if sha256_file(m.path(*PATH)) != entry["sha256"]:
                 raise SystemExit(f"fleet: node {i} read wrong bytes")
@@ -101,7 +103,7 @@ def wave(hub, endpoint, n, how, entry):
     return {"n": n, "how": how, "per_node_s": [r["s"] for r in res], "slowest_s": slowest,
             "median_s": statistics.median(r["s"] for r in res), "wall_s": wall,
             "load_s": [r.get("load_s") for r in res], "init_s": [r.get("init_s") for r in res],
-            "hub_bytes": hub_bytes, "hub_x": hub_bytes / entry["size"],
+            "hub_bytes": hub_bytes, "hub_x": hub_bytes / entry["size"], "resolves": resolves,
             "aggregate_mb_s": n * entry["size"] / slowest / 1e6}
 
 
@@ -170,11 +172,13 @@ def render(rows, entry, started, load0, total, command):
         "token; time = node's start to the first token (node's own start, `getLlama`, is in "
         "it: the `init` figure). **cat**: `cat FILE > /dev/null`; time = the whole cold read.",
         "- **Hub bytes / file**: file bytes the simulated Hub (its CDN) sent during the wave, "
-        "over the file size. **Aggregate**: N x file size / the slowest node's time.",
+        "over the file size. **Hub resolves / node**: `resolve` requests the Hub answered "
+        "(GET and HEAD, the site cache's access checks included) over N: the Hub's request "
+        "budget a wave costs. **Aggregate**: N x file size / the slowest node's time.",
         "",
         "| N | load | wave | per node (s) | median (s) | slowest (s) | Hub bytes / file | "
-        "aggregate MB/s |",
-        "|---:|---|---|---|---:|---:|---:|---:|",
+        "Hub resolves / node | aggregate MB/s |",
+        "|---:|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         per = ", ".join(f"{s:.2f}" for s in r["per_node_s"])
@@ -184,7 +188,8 @@ def render(rows, entry, started, load0, total, command):
             load = statistics.median(x for x in r["load_s"])
             how = f"llama (init {init:.2f} s, loadModel {load:.2f} s, medians)"
         lines.append(f"| {r['n']} | {how} | {WAVES[r['wave']]} | {per} | {r['median_s']:.2f} | "
-                     f"{r['slowest_s']:.2f} | {r['hub_x']:.2f} | {r['aggregate_mb_s']:.0f} |")
+                     f"{r['slowest_s']:.2f} | {r['hub_x']:.2f} | {r['resolves'] / r['n']:.0f} | "
+                     f"{r['aggregate_mb_s']:.0f} |")
     lines.append("")
     return "\n".join(lines)
 
