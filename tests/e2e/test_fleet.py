@@ -157,9 +157,9 @@ class Fleet(unittest.TestCase):
         self.assertTrue(any("cache=HIT" in ln for ln in lines), lines[-5:])
 
     def test_2_gated_bytes_in_the_site_cache_only_for_nodes_with_access(self):
-        g = next(f for f in manifest()["repos"][f"{ORG}/gated-model"]["commits"].values()
-                 ).get("files")
-        g = next(f for f in g if f["path"] == "model.safetensors")
+        r = manifest()["repos"][f"{ORG}/gated-model"]
+        g = next(f for f in r["commits"][r["branches"][r["default_branch"]]]["files"]
+                 if f["path"] == "model.safetensors")
         path = (ORG, "gated-model", "model.safetensors")
         allowed, refused = self.node(), self.node(token=None)
         self.assertEqual(sha256_file(allowed.path(*path)), g["sha256"])
