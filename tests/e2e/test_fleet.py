@@ -80,6 +80,17 @@ class Fleet(unittest.TestCase):
         self.addCleanup(m.close)
         return m
 
+    @staticmethod
+    def endpoints(m):
+        """`modelfs stats --json`'s list of endpoints (at the top or in one of its sections,
+        such as "upstream")."""
+        st = mount_stats(m)
+        found = [st["endpoints"]] if "endpoints" in st else [
+            v["endpoints"] for v in st.values() if isinstance(v, dict) and "endpoints" in v]
+        if not found:
+            raise AssertionError(f"no endpoints in modelfs stats --json: {sorted(st)}")
+        return found[0]
+
     def hub_bytes(self, sha):
         return self.hub.counters()["files"].get(sha, {}).get("bytes", 0)
 
@@ -231,7 +242,7 @@ class Fleet(unittest.TestCase):
             self.assertEqual(g.get("sha256"), e["sha256"], f"node {i}")
         moved = 0
         for i, m in enumerate(nodes):
-            eps = mount_stats(m)["endpoints"]
+            eps = self.endpoints(m)
             print(f"  node {i} endpoints: {eps}")
             self.assertEqual([x["url"].rstrip("/") for x in eps[:2]],
                              [self.site.url, self.hub.url])
@@ -239,14 +250,14 @@ class Fleet(unittest.TestCase):
         self.assertGreater(moved, 0, "the Hub served the rest")
         # nginx back: after its hold, a node's new cold reads go through the site cache again
         self.site.start()
-        before = [mount_stats(m)["endpoints"][0]["bytes"] for m in nodes]
+        before = [self.endpoints(m)[0]["bytes"] for m in nodes]
         log_before = len(self.site.log())
         t0 = time.time()
         back = None
         for k in range(fleet_fixtures.PROBES):
             p = self.files[f"probe-{k}.bin"]
             self.assertEqual(sha256_file(nodes[0].path(FLEET, REPO, p["path"])), p["sha256"])
-            if mount_stats(nodes[0])["endpoints"][0]["bytes"] > before[0]:
+            if self.endpoints(nodes[0])[0]["bytes"] > before[0]:
                 back = k
                 break
             if time.time() - t0 > 35:
