@@ -19,7 +19,6 @@ import sys
 import tempfile
 import threading
 import time
-import types
 import unittest
 
 from mfs import (FIXTURES, FULL_TOKEN, ORG, SOURCE, HubSim, Mount, SiteCacheNginx, manifest,
@@ -73,10 +72,12 @@ class Fleet(unittest.TestCase):
         self.hub.reset()
 
     # ---- helpers
-    def node(self, token=FULL_TOKEN, args=()):
-        """A fresh node: its own mount and cache, the site cache as its (first) endpoint."""
-        m = Mount(types.SimpleNamespace(url=self.site.url), token=token, args=args,
-                  log_level="info")
+    def node(self, token=FULL_TOKEN, endpoints=None):
+        """A fresh node: its own mount and cache; endpoints in order (default: the site
+        cache only)."""
+        urls = endpoints or [self.site.url]
+        m = Mount(None, token=token, args=[a for u in urls for a in ("--endpoint", u)],
+                  log_level="info", endpoint_flag=False)
         self.addCleanup(m.close)
         return m
 
@@ -207,7 +208,7 @@ class Fleet(unittest.TestCase):
             self.skipTest(why)
         e = self.files["failover.bin"]
         path = (FLEET, REPO, "failover.bin")
-        nodes = [self.node(args=["--endpoint", self.hub.url]) for _ in range(2)]  # site, Hub
+        nodes = [self.node(endpoints=[self.site.url, self.hub.url]) for _ in range(2)]
         got = [{"read": 0} for _ in nodes]
 
         def read(i):
