@@ -112,9 +112,9 @@ def entry_for(path, size, sha256_hex, git_sha1):
     return e
 
 
-def make_repo(repos_root, name, day, title, producers):
+def make_repo(repos_root, name, day, title, producers, org=ORG):
     """producers: {path: callable(dest) -> (sha256, git_sha1)}. One commit on main."""
-    repo_dir = os.path.join(repos_root, ORG, name)
+    repo_dir = os.path.join(repos_root, org, name)
     if os.path.isdir(repo_dir):
         shutil.rmtree(repo_dir)
     work = os.path.join(repo_dir, "_work")
@@ -132,7 +132,7 @@ def make_repo(repos_root, name, day, title, producers):
     sha = gf.commit_object(tree, None, title, date)
     os.replace(work, os.path.join(repo_dir, sha))
     repo = {
-        "id": f"{ORG}/{name}", "private": False, "gated": False, "default_branch": "main",
+        "id": f"{org}/{name}", "private": False, "gated": False, "default_branch": "main",
         "branches": {"main": sha}, "tags": {}, "refs": {}, "commit_order": [sha],
         "commits": {sha: {"parent": None, "title": title, "date": gf.iso(date), "tree": tree,
                           "dirs": dict(sorted(dirs.items())), "files": entries}},

@@ -82,13 +82,13 @@ def drop_page_cache(path):
 class HubSim:
     """The hub simulator as a child process."""
 
-    def __init__(self, page_size=20, extra=()):
+    def __init__(self, page_size=20, extra=(), fixtures=None):
         self.dir = tempfile.mkdtemp(prefix="mfs-hubsim-")
         ready = os.path.join(self.dir, "ready.json")
         self.log = open(os.path.join(self.dir, "hubsim.log"), "wb")
         self.proc = subprocess.Popen(
             ["python3", os.path.join(SOURCE, "tests", "hubsim", "hubsim.py"),
-             "--fixtures", FIXTURES, "--port", "0", "--cdn-port", "0", "--ready-file", ready,
+             "--fixtures", fixtures or FIXTURES, "--port", "0", "--cdn-port", "0", "--ready-file", ready,
              "--page-size", str(page_size), *extra],
             stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 30
@@ -306,3 +306,145 @@ def kill9(mount, timeout=20):
         if time.time() > deadline:
             raise RuntimeError("dead mount did not go away: " + mount.mnt)
         time.sleep(0.05)
+
+
+# ---- The nginx site cache of packaging/site-cache/, for the fleet tests (additive) ---------
+
+NGINX_MODULES = "/usr/lib/nginx/modules"
+
+
+def site_cache_missing():
+    """Why the site cache cannot run on this machine (a skip reason), or None."""
+    if shutil.which("nginx") is None:
+        return "nginx is not installed (packaging/install-deps.sh --test)"
+    if not os.path.exists(os.path.join(NGINX_MODULES, "ngx_http_lua_module.so")):
+        return "libnginx-mod-http-lua is not installed (packaging/install-deps.sh --test)"
+    return None
+
+
+class SiteCacheNginx:
+    """nginx with the rendered site-cache config in front of `hub_url`, all in a temp dir.
+    Restartable on the same cache (start after kill9), as an operator would restart it."""
+
+    def __init__(self, hub_url, max_size="4g", branch_ttl="2s", workers=2):
+        self.dir = tempfile.mkdtemp(prefix="mfs-site-cache-")
+        os.chmod(self.dir, 0o700)
+        for d in ("cache", "logs", "tmp"):
+            os.mkdir(os.path.join(self.dir, d))
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+        self.out = None
+        conf = subprocess.run(
+            [os.path.join(SOURCE, "packaging", "site-cache", "render.sh"), "--hub", hub_url,
+             "--listen", f"127.0.0.1:{self.port}", "--cache-dir", os.path.join(self.dir, "cache"),
+             "--log-dir", os.path.join(self.dir, "logs"), "--resolver", "127.0.0.1",
+             "--max-size", max_size, "--branch-ttl", branch_ttl],
+            capture_output=True, text=True, check=True).stdout
+        with open(os.path.join(self.dir, "site-cache.conf"), "w") as f:
+            f.write(conf)
+        t = os.path.join(self.dir, "tmp")
+        user = "user root;" if os.geteuid() == 0 else ""
+        with open(os.path.join(self.dir, "nginx.conf"), "w") as f:
+            f.write(f"""load_module {NGINX_MODULES}/ndk_http_module.so;
+load_module {NGINX_MODULES}/ngx_http_lua_module.so;
+{user}
+worker_processes {workers};
+error_log {self.dir}/logs/error.log info;
+events {{ worker_connections 1024; }}
+http {{
+    client_body_temp_path {t}/body; proxy_temp_path {t}/proxy; fastcgi_temp_path {t}/fastcgi;
+    uwsgi_temp_path {t}/uwsgi; scgi_temp_path {t}/scgi;
+    include {self.dir}/site-cache.conf;
+}}
+""")
+        self.start()
+
+    def start(self, timeout=20):
+        # a SIGKILLed nginx leaves its unix socket behind, and bind() would refuse it
+        sock = os.path.join(self.dir, "cache", "auth.sock")
+        if os.path.exists(sock):
+            os.unlink(sock)
+        if self.out is None:
+            self.out = open(os.path.join(self.dir, "nginx.out"), "ab")
+        self.proc = subprocess.Popen(
+            ["nginx", "-p", self.dir, "-c", os.path.join(self.dir, "nginx.conf"),
+             "-g", f"daemon off; pid {self.dir}/nginx.pid;"],
+            stdout=self.out, stderr=subprocess.STDOUT)
+        deadline = time.time() + timeout
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.time() > deadline:
+                    self.out.flush()
+                    with open(self.out.name, errors="replace") as f:
+                        text = f.read()
+                    self.close()
+                    raise RuntimeError("nginx did not start:\n" + text)
+                time.sleep(0.05)
+
+    def pids(self):
+        """The master and its workers (and cache manager/loader)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        out = [self.proc.pid]
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == self.proc.pid:
+                out.append(int(d))
+        return out
+
+    def kill9(self):
+        """A crash: SIGKILL to the master and every worker at once (workers left alive would
+        go on serving)."""
+        pids = self.pids()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait(10)
+        for pid in pids[1:]:  # not our children: wait until they are gone
+            deadline = time.time() + 10
+            while os.path.exists(f"/proc/{pid}") and time.time() < deadline:
+                try:
+                    with open(f"/proc/{pid}/stat") as f:
+                        if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                            break
+                except OSError:
+                    break
+                time.sleep(0.02)
+        return pids
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)  # graceful: workers end, sockets removed
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+    def close(self, keep=False):
+        self.stop()
+        if self.out is not None:
+            self.out.close()
+            self.out = None
+        if keep:
+            print("site cache dir kept:", self.dir)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log(self):
+        try:
+            with open(os.path.join(self.dir, "logs", "access.log"), errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""

@@ -8,11 +8,6 @@ never on timings.
 import hashlib
 import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import tempfile
 import threading
 import time
 import types
@@ -20,11 +15,9 @@ import unittest
 import urllib.error
 import urllib.request
 
-from mfs import (BASIC_TOKEN, FIXTURES, FULL_TOKEN, ORG, SOURCE, HubSim, Mount, free_port,
-                 manifest, sha256_file)
+from mfs import (BASIC_TOKEN, FIXTURES, FULL_TOKEN, ORG, HubSim, Mount, SiteCacheNginx,
+                 manifest, sha256_file, site_cache_missing)
 
-PKG = os.path.join(SOURCE, "packaging", "site-cache")
-MODULES = "/usr/lib/nginx/modules"
 OTHER_TOKEN = "hf_sitecache_other"  # a valid full token no test has used before
 WRONG_TOKEN = "hf_not_a_token_at_all"
 BRANCH_TTL = 2  # seconds
@@ -41,78 +34,23 @@ OPENER = urllib.request.build_opener(NoRedirect)
 class SiteCache(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        why = None
-        if shutil.which("nginx") is None:
-            why = "nginx is not installed (packaging/install-deps.sh --test)"
-        elif not os.path.exists(os.path.join(MODULES, "ngx_http_lua_module.so")):
-            why = "libnginx-mod-http-lua is not installed (packaging/install-deps.sh --test)"
+        why = site_cache_missing()
         if why:
             print("SKIP test_site_cache: " + why)  # shown by ctest --output-on-failure -V
             raise unittest.SkipTest(why)
         cls.m = manifest()
         cls.hub = HubSim(extra=["--token", f"{OTHER_TOKEN}:full"])
-        cls.dir = tempfile.mkdtemp(prefix="mfs-site-cache-")
-        os.chmod(cls.dir, 0o700)
-        for d in ("cache", "logs", "tmp"):
-            os.mkdir(os.path.join(cls.dir, d))
-        cls.port = free_port()
-        cls.url = f"http://127.0.0.1:{cls.port}"
-        conf = subprocess.run(
-            [os.path.join(PKG, "render.sh"), "--hub", cls.hub.url,
-             "--listen", f"127.0.0.1:{cls.port}", "--cache-dir", os.path.join(cls.dir, "cache"),
-             "--log-dir", os.path.join(cls.dir, "logs"), "--resolver", "127.0.0.1",
-             "--max-size", "2g", "--branch-ttl", f"{BRANCH_TTL}s"],
-            capture_output=True, text=True, check=True).stdout
-        with open(os.path.join(cls.dir, "site-cache.conf"), "w") as f:
-            f.write(conf)
-        t = os.path.join(cls.dir, "tmp")
-        user = "user root;" if os.geteuid() == 0 else ""
-        with open(os.path.join(cls.dir, "nginx.conf"), "w") as f:
-            f.write(f"""load_module {MODULES}/ndk_http_module.so;
-load_module {MODULES}/ngx_http_lua_module.so;
-{user}
-worker_processes 2;
-error_log {cls.dir}/logs/error.log info;
-events {{ worker_connections 512; }}
-http {{
-    client_body_temp_path {t}/body; proxy_temp_path {t}/proxy; fastcgi_temp_path {t}/fastcgi;
-    uwsgi_temp_path {t}/uwsgi; scgi_temp_path {t}/scgi;
-    include {cls.dir}/site-cache.conf;
-}}
-""")
-        cls.nginx_out = open(os.path.join(cls.dir, "nginx.out"), "wb")
-        cls.nginx = subprocess.Popen(
-            ["nginx", "-p", cls.dir, "-c", os.path.join(cls.dir, "nginx.conf"),
-             "-g", f"daemon off; pid {cls.dir}/nginx.pid;"],
-            stdout=cls.nginx_out, stderr=subprocess.STDOUT)
-        deadline = time.time() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", cls.port), timeout=1).close()
-                break
-            except OSError:
-                if cls.nginx.poll() is not None or time.time() > deadline:
-                    out = open(cls.nginx_out.name, errors="replace").read()
-                    cls.tearDownClass()
-                    raise RuntimeError("nginx did not start:\n" + out)
-                time.sleep(0.05)
+        try:
+            cls.site = SiteCacheNginx(cls.hub.url, max_size="2g", branch_ttl=f"{BRANCH_TTL}s")
+        except BaseException:
+            cls.hub.close()
+            raise
+        cls.dir, cls.url = cls.site.dir, cls.site.url
 
     @classmethod
     def tearDownClass(cls):
-        if getattr(cls, "nginx", None) is not None and cls.nginx.poll() is None:
-            cls.nginx.send_signal(signal.SIGQUIT)  # graceful: workers end, sockets removed
-            try:
-                cls.nginx.wait(20)
-            except subprocess.TimeoutExpired:
-                cls.nginx.kill()
-                cls.nginx.wait(10)
-        if getattr(cls, "nginx_out", None) is not None:
-            cls.nginx_out.close()
+        cls.site.close(keep=bool(os.environ.get("MODELFS_KEEP_SITE_CACHE")))
         cls.hub.close()
-        if os.environ.get("MODELFS_KEEP_SITE_CACHE"):
-            print("site cache test dir kept:", cls.dir)
-        else:
-            shutil.rmtree(cls.dir, ignore_errors=True)
 
     def setUp(self):
         self.hub.reset()
@@ -143,8 +81,7 @@ http {{
         return f"/{ORG}/{repo}/resolve/{rev}/{path}"
 
     def log(self):
-        with open(os.path.join(self.dir, "logs", "access.log"), errors="replace") as f:
-            return f.read()
+        return self.site.log()
 
     def cdn(self, sha):
         f = self.hub.counters()["files"].get(sha, {})
