@@ -77,9 +77,9 @@ Status JobStore::init() {
       "uid, pin, repo, patterns, include, exclude, ranges, state, created_at, updated_at, "
       "finished_at, bytes_done, total_bytes, files_done, files_total, commit_id, error_code, "
       "error";
-  s = db_.prepare(std::string("INSERT INTO jobs(") + cols +
-                      ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                  &add_);
+  s = db_.prepare(
+      std::string("INSERT INTO jobs(") + cols + ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+      &add_);
   if (s.ok()) {
     s = db_.prepare(
         "UPDATE jobs SET state=?, updated_at=?, finished_at=?, bytes_done=?, total_bytes=?, "

@@ -160,7 +160,8 @@ void Jobs::run(int64_t id) {
             l.rate_t = now;
             l.rate_bytes = rec.bytes_done;
           }
-          if (now - l.saved_t >= std::chrono::seconds(1) || e.kind != PrefetchEvent::Kind::kProgress) {
+          if (now - l.saved_t >= std::chrono::seconds(1) ||
+              e.kind != PrefetchEvent::Kind::kProgress) {
             l.saved_t = now;
             save(rec);
           }

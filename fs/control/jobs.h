@@ -33,10 +33,10 @@ struct JobsOptions {
 // A job as callers see it: the persisted record plus live figures.
 struct JobView {
   index::JobRecord record;
-  std::string file;        // being fetched now
-  double rate = 0;         // bytes/s, smoothed; 0 when not running
+  std::string file;         // being fetched now
+  double rate = 0;          // bytes/s, smoothed; 0 when not running
   double eta_seconds = -1;  // -1: unknown
-  std::string hint;        // failed: what to do
+  std::string hint;         // failed: what to do
 };
 
 class Jobs {
@@ -64,8 +64,8 @@ class Jobs {
  private:
   struct Live {
     JobView view;
-    bool stop = false;           // asked to stop: the runner ends the prefetch
-    std::string stop_as;         // state to record when stopped: paused, cancelled, "" (exit)
+    bool stop = false;    // asked to stop: the runner ends the prefetch
+    std::string stop_as;  // state to record when stopped: paused, cancelled, "" (exit)
     bool running = false;
     std::chrono::steady_clock::time_point rate_t{};
     uint64_t rate_bytes = 0;
