@@ -688,7 +688,9 @@ Attempt HubClient::Impl::read_attempt(size_t i, bool failover, const FileLocatio
         return Fail(Code::kProtocol, what + ": redirect downgrades https to http");
       }
       ++hops;
-      if (from_hub && !same_origin(ep, *next)) {
+      // Kept for the file's next ranges wherever it points: the CDN, or (a site cache) a URL
+      // of the endpoint itself that serves the bytes without a resolve at the Hub.
+      if (from_hub) {
         redirects.fetch_add(1, std::memory_order_relaxed);
         cdn_put(key, CdnEntry{next->url, linked_etag,
                               Clock::now() +

@@ -160,10 +160,14 @@ class Fleet(unittest.TestCase):
         print(f"  slowest node: wave 1 {slow1:.2f} s, wave 2 {slow2:.2f} s "
               f"({slow2 / slow1:.2f}x); Hub file bytes {self.hub_bytes(e['sha256']) / e['size']:.2f}x "
               f"the file for {2 * N} nodes")
-        # Each range a node asks the site cache for is one resolve at the Hub: the request
-        # budget a fleet spends (printed, not asserted: it depends on readahead sizes)
-        print(f"  Hub resolve requests: wave 1 {resolves[1] - resolves[0]}, "
-              f"wave 2 {resolves[2] - resolves[1]}")
+        # The Hub's request budget: a node keeps the site cache's /_sc_blob redirect for the
+        # file's next ranges, so it costs a few resolves (the first ranges start together,
+        # before the redirect is back) plus the 60 s access check, not one per range (that
+        # was 20 a node for this file).
+        waves = [resolves[1] - resolves[0], resolves[2] - resolves[1]]
+        print(f"  Hub resolve requests: wave 1 {waves[0]}, wave 2 {waves[1]}")
+        for w, n in enumerate(waves, 1):
+            self.assertLessEqual(n, 12 * N, f"wave {w}: resolves at the Hub grow with ranges")
         lines = [ln for ln in self.site.log().splitlines()
                  if f"/{REPO}/resolve/" in ln and "/model.gguf" in ln]
         self.assertTrue(any("cache=HIT" in ln for ln in lines), lines[-5:])

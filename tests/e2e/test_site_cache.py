@@ -63,8 +63,16 @@ class SiteCache(unittest.TestCase):
         return dict(e, local=os.path.join(FIXTURES, "repos", ORG, repo, commit, path),
                     commit=commit)
 
-    def request(self, path, token=None, rng=None, method="GET"):
-        """-> (status, headers, body) through the site cache; redirects are not followed."""
+    def request(self, path, token=None, rng=None, method="GET", blob=True):
+        """-> (status, headers, body) through the site cache. Redirects are not followed, but
+        for the site cache's own 302 of a file's GET to /_sc_blob/... (blob=False: returned)."""
+        status, headers, body = self._request(path, token, rng, method)
+        loc = headers.get("Location", "") if headers else ""
+        if blob and status == 302 and loc.startswith("/_sc_blob/"):
+            return self._request(loc, token, rng, method)
+        return status, headers, body
+
+    def _request(self, path, token, rng, method):
         headers = {}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -121,9 +129,40 @@ class SiteCache(unittest.TestCase):
         c = self.hub.counters()
         self.assertEqual(self.cdn(e["sha256"])[1], e["size"], "still 1.00x: the rest were hits")
         self.assertEqual(c["cdn_auth_leaks"], 0, "no Authorization toward the CDN")
-        lines = [ln for ln in self.log().splitlines() if f"/resolve/main/{e['path']}" in ln]
+        lines = [ln for ln in self.log().splitlines()
+                 if f"/_sc_blob/{ORG}/{repo}/resolve/main/{e['path']}" in ln]
         self.assertTrue(any("cache=MISS" in ln for ln in lines), lines)
         self.assertGreaterEqual(sum("cache=HIT" in ln for ln in lines), 6, lines)
+
+    def test_1b_a_client_that_keeps_the_redirect_costs_the_hub_no_resolve_per_range(self):
+        e = self.entry("edge-cases", "large.bin")
+        url = self.resolve("edge-cases", e["path"], rev=e["commit"])
+        status, headers, _ = self.request(url, token=FULL_TOKEN, rng=(0, 0), blob=False)
+        self.assertEqual(status, 302)
+        blob = headers["Location"]
+        self.assertEqual(blob, "/_sc_blob" + url)
+        self.assertEqual(headers["X-Repo-Commit"], e["commit"])
+        self.assertEqual(headers["X-Linked-Etag"].strip('"'), e["sha256"])
+        before = self.hub.counters()["resolve"]
+        mib = 1 << 20
+        with open(e["local"], "rb") as f:
+            for i in range(20):  # 20 ranges at the kept URL
+                a = i * 7 * mib
+                status, headers, body = self.request(blob, token=FULL_TOKEN, rng=(a, a + mib - 1))
+                f.seek(a)
+                self.assertEqual((status, body), (206, f.read(mib)), i)
+                self.assertEqual(headers["X-Repo-Commit"], e["commit"])
+        self.assertLessEqual(self.hub.counters()["resolve"] - before, 1,
+                             "the authorisation check, remembered for a minute")
+        # The kept URL is no way around the Hub's check: no token, no bytes.
+        status, _, body = self.request("/_sc_blob" + self.resolve("gated-model",
+                                                                  "model.safetensors"))
+        self.assertIn(status, (401, 403))
+        self.assertNotIn(b"\x00" * 8, body[:64])
+        # Nor a way to read what is not a file of an LFS repo through the blob cache.
+        status, _, _ = self.request("/_sc_blob/api/models/" + ORG + "/edge-cases",
+                                    token=FULL_TOKEN)
+        self.assertNotEqual(status, 206)
 
     def test_2_simultaneous_cold_reads_collapse_to_one_upstream_read(self):
         e = self.entry("tiny-llama-GGUF", "model.gguf")
