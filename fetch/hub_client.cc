@@ -585,6 +585,7 @@ Attempt HubClient::Impl::read_attempt(size_t i, bool failover, const FileLocatio
   std::set<std::string> seen;
   int hops = 0;
   bool re_resolved = false;
+  std::optional<CdnEntry> keep_on_success;
 
   while (true) {
     if (hops > kMaxRedirects) return Fail(Code::kProtocol, what + ": more than 5 redirects");
@@ -650,7 +651,10 @@ Attempt HubClient::Impl::read_attempt(size_t i, bool failover, const FileLocatio
     if (cancelled) return Fail(Code::kCancelled, what + ": cancelled by the reader");
     if (!verdict.ok()) return {verdict, false, std::nullopt};
     const bool success_status = resp.status >= 200 && resp.status < 300;
-    if (success_status && got == want) return {};
+    if (success_status && got == want) {
+      if (keep_on_success && !from_cache) cdn_put(key, std::move(*keep_on_success));
+      return {};
+    }
     if (r.failure != http::Failure::kNone) {
       Attempt a = TransportError(r, what + (from_hub ? "" : " (CDN)"));
       if (success_status && a.status.code() == Code::kNetwork) a.retryable = true;
@@ -688,13 +692,19 @@ Attempt HubClient::Impl::read_attempt(size_t i, bool failover, const FileLocatio
         return Fail(Code::kProtocol, what + ": redirect downgrades https to http");
       }
       ++hops;
-      // Kept for the file's next ranges wherever it points: the CDN, or (a site cache) a URL
-      // of the endpoint itself that serves the bytes without a resolve at the Hub.
+      // Kept for the file's next ranges: the CDN URL at once; a URL of the endpoint itself
+      // (a site cache's, serving the bytes without a resolve at the Hub) only once it has
+      // served them, so a chain of same-origin redirects that fails is not remembered.
       if (from_hub) {
         redirects.fetch_add(1, std::memory_order_relaxed);
-        cdn_put(key, CdnEntry{next->url, linked_etag,
-                              Clock::now() +
-                                  std::chrono::duration_cast<Clock::duration>(opt.cdn_url_ttl)});
+        CdnEntry e{next->url, linked_etag,
+                   Clock::now() + std::chrono::duration_cast<Clock::duration>(opt.cdn_url_ttl)};
+        if (same_origin(ep, *next)) {
+          keep_on_success = std::move(e);
+        } else {
+          cdn_put(key, std::move(e));
+          keep_on_success.reset();
+        }
       }
       url = next->url;
       continue;
