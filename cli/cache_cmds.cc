@@ -399,8 +399,7 @@ void PrintJobTable(const json& jobs) {
     const double rate = j.value("rate_bytes", 0.0);
     const double eta = j.value("eta_seconds", -1.0);
     const std::string speed = rate > 0 ? FormatSize(static_cast<uint64_t>(rate)) + "/s" : "-";
-    const std::string eta_s =
-        eta >= 0 ? std::to_string(static_cast<int64_t>(eta + 0.5)) + "s" : "-";
+    const std::string eta_s = eta >= 0 ? std::to_string(std::llround(eta)) + "s" : "-";
     std::printf("%-5lld %-10s %-24s %-11s %-6s %-6u %s\n",
                 static_cast<long long>(j.value("id", int64_t{0})), j.value("state", "").c_str(),
                 progress, speed.c_str(), eta_s.c_str(), j.value("uid", 0u), JobWhat(j).c_str());

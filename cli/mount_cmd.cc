@@ -155,8 +155,11 @@ int MergeSettings(MountArgs& a, CLI::App* cmd) {
     if (IsMountKey(key)) {
       std::string value = eq == std::string::npos ? "" : o.substr(eq + 1);
       // -o is split at commas, so a list of endpoints comes as endpoint=a,endpoint=b.
-      if (key == "endpoint" && from_o.count(key)) value = from_o[key] + ", " + value;
-      from_o[key] = value;
+      if (key == "endpoint" && from_o.count(key)) {
+        from_o[key].append(", ").append(value);
+      } else {
+        from_o[key] = value;
+      }
     } else if (!IsIgnoredMountOption(key)) {
       fuse_opts.push_back(o);
     }
