@@ -319,7 +319,7 @@ Status Jobs::wait(int64_t id, std::chrono::milliseconds every,
   while (true) {
     JobView v;
     if (Status s = get(id, &v); !s.ok()) return s;
-    if (Finished(v.record.state) && !v.record.state.empty()) {
+    if (Finished(v.record.state)) {
       MutexLock lock(mu_);
       auto it = jobs_.find(id);
       if (it == jobs_.end() || !it->second.running) {

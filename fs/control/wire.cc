@@ -56,10 +56,6 @@ json ModelJson(const ModelInfo& m) {
           {"runtimes", m.runtimes}};
 }
 
-bool Terminal(const std::string& state) {
-  return state == "completed" || state == "failed" || state == "cancelled";
-}
-
 // The job requests: job_start, jobs, job, job_pause, job_resume, job_cancel, job_wait.
 json RunJob(Jobs* jobs, const std::string& op, const json& args, const Caller& caller,
             const Selection& sel, const EmitJson& emit) {
@@ -445,7 +441,7 @@ json ToJson(const JobView& j) {
           {"total_bytes", r.total_bytes},
           {"fraction", r.total_bytes
                            ? static_cast<double>(r.bytes_done) / static_cast<double>(r.total_bytes)
-                           : (Terminal(r.state) && r.state == "completed" ? 1.0 : 0.0)},
+                           : (r.state == "completed" ? 1.0 : 0.0)},
           {"files_done", r.files_done},
           {"files_total", r.files_total},
           {"file", j.file},

@@ -83,6 +83,19 @@ double Seconds(Clock::duration d) {
   return std::chrono::duration<double>(d).count();
 }
 
+// A port that was free a moment ago: nothing listens there.
+std::string DeadEndpoint() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+}
+
 class HubClientTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -732,19 +745,8 @@ TEST_F(HubClientTest, OfflineMakesNoRequest) {
 }
 
 TEST_F(HubClientTest, ConnectionRefusedIsNetworkErrorWithinDeadline) {
-  // A port that was free a moment ago: nothing listens there.
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(fd, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  socklen_t len = sizeof addr;
-  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-  close(fd);
-
   HubOptions o = Options();
-  o.endpoint = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  o.endpoint = DeadEndpoint();
   o.deadline = milliseconds(3000);
   HubClient c(o);
   RepoInfo info;
@@ -810,19 +812,6 @@ TEST_F(HubClientTest, RangesOfOldCommitsAndBranches) {
 
 // ---------------------------------------------------------------------------- hostile servers
 // ------------------------------------------------------------------------- endpoint failover
-
-std::string DeadEndpoint() {
-  // A port that was free a moment ago: nothing listens there.
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
-}
 
 TEST_F(HubClientTest, ARefusedEndpointIsPassedOverAtOnce) {
   HubOptions o = Options();
